@@ -1,0 +1,5 @@
+import sys
+
+from cryosift.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``cryosift`` command line, one module each."""

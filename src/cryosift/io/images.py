@@ -1,0 +1,54 @@
+"""Load the images of a particle set from its stacks, in chunks of bounded size."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from cryosift.errors import InputError
+from cryosift.io.models import ParticleSet
+from cryosift.io.mrc import ImageStack
+
+
+def check_image_locations(pset: ParticleSet) -> None:
+    """Raise InputError if a particle's stack is missing or its index lies beyond the stack."""
+    index, paths = pset.image_locations()
+    for path in np.unique(paths.astype(str)):
+        rows = paths.astype(str) == path
+        try:
+            stack = ImageStack(path)
+        except InputError as exc:
+            raise InputError(pset.source, f"image stack {path}: {exc.problem}") from None
+        with stack:
+            top = int(index[rows].max())
+            if top >= stack.n:
+                raise InputError(pset.source, f"refers to image {top + 1} of {path}, which holds {stack.n} images")
+
+
+def read_particle_images(pset: ParticleSet, rows=None) -> np.ndarray:
+    """Images of the given particles (all by default), float32, shape (m, box, box)."""
+    index, paths = pset.image_locations()
+    rows = np.arange(len(pset)) if rows is None else np.asarray(rows)
+    index, paths = index[rows], paths[rows].astype(str)
+    out = None
+    for path in np.unique(paths):
+        sel = np.flatnonzero(paths == path)
+        try:
+            with ImageStack(path) as stack:
+                block = stack.read(index[sel])
+        except InputError as exc:
+            raise InputError(pset.source, f"image stack {path}: {exc.problem}") from None
+        if out is None:
+            out = np.empty((len(rows),) + block.shape[1:], dtype=np.float32)
+        elif block.shape[1:] != out.shape[1:]:
+            raise InputError(pset.source, f"{path} has {block.shape[-1]} px images, others {out.shape[-1]} px")
+        out[sel] = block
+    return out if out is not None else np.empty((0, 0, 0), np.float32)
+
+
+def iter_particle_images(pset: ParticleSet, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (row positions, images) in chunks of at most ``chunk`` particles, in order."""
+    for start in range(0, len(pset), chunk):
+        rows = np.arange(start, min(start + chunk, len(pset)))
+        yield rows, read_particle_images(pset, rows)

@@ -1,0 +1,275 @@
+"""MRC images, stacks and maps through mrcfile, with pixel sizes in Å.
+
+Stacks are opened memory-mapped, so a stack larger than memory is read one slice
+at a time. Arrays follow mrcfile's order: a stack is (n, y, x), a map (z, y, x).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from cryosift.errors import InputError, require_file
+from cryosift.io.atomic import atomic_path, temp_name
+
+_FLOAT_DTYPES = (np.float32, np.float16, np.int8, np.int16, np.uint8, np.uint16)
+
+
+def _open(path: str | Path, mode: str = "r"):
+    p = require_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mrcfile.mmap(p, mode=mode, permissive=True)
+    except (ValueError, OSError) as exc:
+        raise InputError(p, f"not a readable MRC file ({exc})") from None
+
+
+def header_pixel_size(mrc) -> float:
+    """Pixel size in Å/px from an open mrcfile object's voxel_size (x)."""
+    return float(mrc.voxel_size.x)
+
+
+def _check_data(path: Path, data) -> None:
+    if data is None:
+        raise InputError(path, "MRC file holds no data (truncated or not an MRC file)")
+    if data.dtype.type not in _FLOAT_DTYPES and data.dtype.kind != "f":
+        raise InputError(path, f"unsupported MRC data type {data.dtype}")
+
+
+def stack_info(path: str | Path) -> dict:
+    """Summarise an MRC file without reading its data.
+
+    Returns
+    -------
+    dict
+        ``n`` (images or sections), ``shape`` (as stored, z/n first), ``dtype``,
+        ``pixel_size`` (Å/px, 0 when unset), ``is_stack`` (mrcfile's image-stack flag).
+    """
+    with _open(path) as mrc:
+        _check_data(Path(path), mrc.data)
+        shape = tuple(int(s) for s in mrc.data.shape)
+        return {
+            "n": 1 if len(shape) == 2 else shape[0],
+            "shape": shape,
+            "dtype": str(mrc.data.dtype),
+            "pixel_size": header_pixel_size(mrc),
+            "is_stack": bool(mrc.is_image_stack()),
+        }
+
+
+class ImageStack:
+    """A memory-mapped stack of square 2D images.
+
+    Parameters
+    ----------
+    path : str or Path
+        An ``.mrcs`` (or ``.mrc``) file holding one image or a stack of images.
+
+    Attributes
+    ----------
+    n : int
+        Number of images.
+    box : int
+        Image side in px.
+    pixel_size : float
+        Å/px from the header (0.0 when the header does not say).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, non-square images, unsupported dtype.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._mrc = _open(self.path)
+        data = self._mrc.data
+        _check_data(self.path, data)
+        if data.ndim == 2:
+            data = data[None]
+        if data.ndim != 3:
+            raise InputError(self.path, f"expected a stack of 2D images, found {data.ndim}D data")
+        if data.shape[1] != data.shape[2]:
+            raise InputError(self.path, f"images are not square ({data.shape[2]} x {data.shape[1]} px)")
+        self._data = data
+        self.n = int(data.shape[0])
+        self.box = int(data.shape[1])
+        self.pixel_size = header_pixel_size(self._mrc)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def read(self, indices=None) -> np.ndarray:
+        """Images as float32, shape (m, box, box); ``indices`` are 0-based (default: all)."""
+        if indices is None:
+            return np.asarray(self._data, dtype=np.float32)
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            bad = int(idx[(idx < 0) | (idx >= self.n)][0])
+            raise InputError(self.path, f"image index {bad + 1} (1-based) is beyond the stack of {self.n} images")
+        # Sorted unique reads keep the mmap sequential; then restore the caller's order.
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        block = np.asarray(self._data[uniq], dtype=np.float32)
+        return block[inverse]
+
+    def close(self) -> None:
+        self._mrc.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_stack(path: str | Path, indices=None) -> tuple[np.ndarray, float]:
+    """Read images from a stack.
+
+    Returns
+    -------
+    images : np.ndarray
+        float32, shape (m, box, box).
+    pixel_size : float
+        Å/px from the header.
+    """
+    with ImageStack(path) as stack:
+        return stack.read(indices), stack.pixel_size
+
+
+def read_map(path: str | Path) -> tuple[np.ndarray, float]:
+    """Read a cubic 3D map.
+
+    Returns
+    -------
+    volume : np.ndarray
+        float32, shape (n, n, n), indexed [z, y, x].
+    pixel_size : float
+        Voxel size in Å.
+    """
+    p = Path(path)
+    with _open(p) as mrc:
+        _check_data(p, mrc.data)
+        data = mrc.data
+        if data.ndim != 3 or mrc.is_image_stack():
+            raise InputError(p, f"expected a 3D map, found {'an image stack' if mrc.is_image_stack() else f'{data.ndim}D data'}")
+        if len(set(data.shape)) != 1:
+            raise InputError(p, f"map is not cubic (shape {tuple(data.shape)})")
+        return np.array(data, dtype=np.float32), header_pixel_size(mrc)
+
+
+def _check_finite(path: Path, data: np.ndarray) -> None:
+    if not np.all(np.isfinite(data)):
+        raise InputError(path, "refusing to write NaN or infinite values")
+
+
+def write_stack(path: str | Path, images: np.ndarray, pixel_size: float) -> None:
+    """Write a stack of square images atomically (float32, MRC image-stack mode).
+
+    Parameters
+    ----------
+    path : str or Path
+        Output ``.mrcs`` path.
+    images : np.ndarray
+        Shape (n, box, box) or (box, box).
+    pixel_size : float
+        Å/px, stored in the header.
+    """
+    path = Path(path)
+    data = np.asarray(images, dtype=np.float32)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3 or data.shape[1] != data.shape[2]:
+        raise InputError(path, f"expected (n, box, box) images, got shape {data.shape}")
+    _check_finite(path, data)
+    with atomic_path(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(data)
+            mrc.set_image_stack()
+            mrc.voxel_size = pixel_size
+
+
+def write_map(path: str | Path, volume: np.ndarray, pixel_size: float, origin_px=None) -> None:
+    """Write a 3D map atomically (float32).
+
+    Parameters
+    ----------
+    volume : np.ndarray
+        Shape (n, n, n), indexed [z, y, x].
+    pixel_size : float
+        Voxel size in Å.
+    origin_px : sequence of 3 floats, optional
+        Header origin (x, y, z) in Å; default 0.
+    """
+    path = Path(path)
+    data = np.asarray(volume, dtype=np.float32)
+    if data.ndim != 3:
+        raise InputError(path, f"expected a 3D volume, got shape {data.shape}")
+    _check_finite(path, data)
+    with atomic_path(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(data)
+            mrc.set_volume()
+            mrc.voxel_size = pixel_size
+            if origin_px is not None:
+                mrc.header.origin = tuple(float(v) for v in origin_px)
+
+
+class StackWriter:
+    """Write a stack of known size chunk by chunk (bounded memory), atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output ``.mrcs`` path; the file appears only when ``close`` succeeds.
+    n, box : int
+        Number of images and image side in px.
+    pixel_size : float
+        Å/px.
+    """
+
+    def __init__(self, path: str | Path, n: int, box: int, pixel_size: float):
+        self.path = Path(path)
+        self._tmp = temp_name(self.path)
+        self._mrc = mrcfile.new_mmap(self._tmp, shape=(n, box, box), mrc_mode=2, overwrite=True)
+        self._mrc.set_image_stack()
+        self._mrc.voxel_size = pixel_size
+        self._pos = 0
+        self.n = n
+
+    def write(self, images: np.ndarray) -> None:
+        """Append images, shape (m, box, box)."""
+        images = np.asarray(images, dtype=np.float32)
+        _check_finite(self.path, images)
+        m = images.shape[0]
+        if self._pos + m > self.n:
+            raise ValueError(f"{self.path}: more images than the {self.n} declared")
+        self._mrc.data[self._pos:self._pos + m] = images
+        self._pos += m
+
+    def close(self) -> None:
+        """Finish the file and move it to its final name."""
+        if self._pos != self.n:
+            self.abort()
+            raise ValueError(f"{self.path}: {self._pos} images written, {self.n} declared")
+        self._mrc.update_header_stats()
+        self._mrc.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the partial output."""
+        self._mrc.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
