@@ -13,7 +13,7 @@ from cryosift.io.mrc import stack_info
 from cryosift.io.star import particles_from_blocks, read_star
 
 
-def summarize(path: str | Path) -> dict:
+def summarize(path: str | Path, check_images: bool = False) -> dict:
     """Summarise any MRC, STAR or .cs file.
 
     Returns
@@ -22,6 +22,12 @@ def summarize(path: str | Path) -> dict:
         Always ``path`` and ``kind``; then, as they apply: ``n`` (images, particles,
         classes or rows), ``box`` (px), ``pixel_size`` (Å/px), ``optics_groups``,
         ``blocks`` (STAR: name -> rows and columns), ``fields`` (.cs: name -> dtype).
+
+    Parameters
+    ----------
+    check_images : bool
+        For particle files, also open every referenced stack and check the indices
+        (raises InputError naming the first problem).
     """
     p = require_file(path)
     suffix = p.suffix.lower()
@@ -31,10 +37,18 @@ def summarize(path: str | Path) -> dict:
         return {"path": str(p), "kind": kind, "n": info["n"], "shape": list(info["shape"]),
                 "box": info["shape"][-1], "pixel_size": info["pixel_size"], "dtype": info["dtype"]}
     if suffix == ".star":
-        return _summarize_star(p)
-    if suffix == ".cs":
-        return _summarize_cs(p)
-    raise InputError(p, "unknown file type (expected .mrc, .mrcs, .star or .cs)")
+        info = _summarize_star(p)
+    elif suffix == ".cs":
+        info = _summarize_cs(p)
+    else:
+        raise InputError(p, "unknown file type (expected .mrc, .mrcs, .star or .cs)")
+    if check_images and info["kind"] in ("particles", "cryoSPARC particles"):
+        from cryosift.io.convert import read_particles
+        from cryosift.io.images import check_image_locations
+
+        check_image_locations(read_particles(p))
+        info["images_checked"] = True
+    return info
 
 
 def _summarize_star(p: Path) -> dict:

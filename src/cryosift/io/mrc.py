@@ -94,6 +94,9 @@ class ImageStack:
             data = data[None]
         if data.ndim != 3:
             raise InputError(self.path, f"expected a stack of 2D images, found {data.ndim}D data")
+        if self._mrc.is_volume() and self.path.suffix.lower() != ".mrcs" and len(set(data.shape)) == 1:
+            raise InputError(self.path, f"holds a 3D map ({data.shape[0]}^3 voxels, space group 1), "
+                                        "not a stack of 2D images")
         if data.shape[1] != data.shape[2]:
             raise InputError(self.path, f"images are not square ({data.shape[2]} x {data.shape[1]} px)")
         self._data = data

@@ -37,7 +37,22 @@ def read_star(path: str | Path) -> dict:
         raise InputError(p, f"not a readable STAR file ({type(exc).__name__}: {exc})") from None
     if not blocks:
         raise InputError(p, "STAR file has no data blocks")
-    return blocks
+    return {name: _numeric_columns(b) if isinstance(b, pd.DataFrame) else b for name, b in blocks.items()}
+
+
+def _numeric_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Turn text columns that only hold numbers and RELION's 'nan'/'-nan'/'inf' into floats."""
+    for col in df.columns:
+        s = df[col]
+        if s.dtype != object and not pd.api.types.is_string_dtype(s):
+            continue
+        if col in ("rlnImageName", "rlnReferenceImage", "rlnMicrographName"):
+            continue
+        try:
+            df[col] = np.array([float(v) for v in s.astype(str)], dtype=np.float64)  # float() knows -nan, inf
+        except ValueError:
+            pass
+    return df
 
 
 def _star_value(value) -> str:
@@ -164,7 +179,7 @@ def particles_from_blocks(path: Path, blocks: dict, pixel_size: float | None = N
     _check_finite(path, optics, "optics")
     unknown = set(particles["rlnOpticsGroup"].unique()) - set(optics["rlnOpticsGroup"])
     if unknown:
-        raise InputError(path, f"particles refer to optics group(s) {sorted(unknown)} missing from data_optics")
+        raise InputError(path, f"particles refer to optics group(s) {sorted(int(g) for g in unknown)} missing from data_optics")
     return ParticleSet(particles, optics, source=Path(path))
 
 
