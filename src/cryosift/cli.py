@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 from cryosift import __version__
-from cryosift.errors import InputError
+from cryosift.errors import EngineError, InputError
 
 
 def _commands() -> list[str]:
@@ -50,6 +50,11 @@ def main(argv=None) -> int:
             raise
         print(f"cryosift {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except EngineError as exc:
+        if args.debug:
+            raise
+        print(f"cryosift {args.command}: {exc.engine} error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -158,8 +158,10 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
     with _open(p) as mrc:
         _check_data(p, mrc.data)
         data = mrc.data
-        if data.ndim != 3 or mrc.is_image_stack():
-            raise InputError(p, f"expected a 3D map, found {'an image stack' if mrc.is_image_stack() else f'{data.ndim}D data'}")
+        # Some programs (RELION among them) write maps with the image-stack space group;
+        # only an .mrcs name marks a stack for sure.
+        if data.ndim != 3 or (mrc.is_image_stack() and p.suffix.lower() == ".mrcs"):
+            raise InputError(p, f"expected a 3D map, found {'an image stack' if data.ndim == 3 else f'{data.ndim}D data'}")
         if len(set(data.shape)) != 1:
             raise InputError(p, f"map is not cubic (shape {tuple(data.shape)})")
         return np.array(data, dtype=np.float32), header_pixel_size(mrc)

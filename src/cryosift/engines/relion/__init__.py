@@ -1,0 +1,198 @@
+"""The RELION engine: drives relion_refine, relion_reconstruct and relion_preprocess.
+
+Outputs stay in RELION's own layout and are read back through :mod:`cryosift.io`
+(the last finished iteration, never a partial one). A rerun in the same folder resumes:
+a finished job is returned as it is, an interrupted one continues from its last
+``run_itNNN_optimiser.star``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from cryosift.engines.base import Class2DResult, EngineBase
+from cryosift.engines.relion.commands import (
+    Class2DParams,
+    InitialModelParams,
+    class2d_command,
+    initial_model_command,
+    reconstruct_command,
+    reextract_command,
+)
+from cryosift.engines.relion.detect import RelionInstall, find_relion
+from cryosift.engines.relion.runner import clear_markers, job_status, run_relion
+from cryosift.errors import EngineError, InputError
+from cryosift.io.convert import read_particles
+from cryosift.io.models import ParticleSet, join_image_names
+from cryosift.io.star import last_finished_iteration, read_particles_star, write_particles_star
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RelionEngine", "RelionInstall", "find_relion", "Class2DParams", "InitialModelParams"]
+
+
+@dataclass
+class InitialModelResult:
+    """A RELION de novo initial model: the map and the particles with their 3D poses."""
+
+    job_dir: Path
+    iteration: int
+    map_mrc: Path
+    data_star: Path
+
+
+def _params(cls, options: dict):
+    names = {f.name for f in fields(cls)}
+    unknown = set(options) - names
+    if unknown:
+        raise ValueError(f"unknown RELION option(s): {', '.join(sorted(unknown))}")
+    return cls(**options)
+
+
+def prepare_input(particles: ParticleSet | str | Path, job_dir: Path) -> Path:
+    """Write the particles as a RELION 3.1 STAR with absolute stack paths (RELION resolves names
+    against its working folder, which is not where the STAR file lies)."""
+    pset = particles if isinstance(particles, ParticleSet) else read_particles(particles)
+    index, paths = pset.image_locations()
+    missing = sorted({str(p) for p in paths if not Path(p).exists()})
+    if missing:
+        raise InputError(pset.source, f"image stack {missing[0]} not found")
+    out = pset.subset(np.arange(len(pset)))
+    out.particles["rlnImageName"] = join_image_names(index, [str(Path(p).resolve()) for p in paths])
+    target = job_dir / "input_particles.star"
+    write_particles_star(target, out)
+    return target
+
+
+class RelionEngine(EngineBase):
+    """RELION behind the engine protocol.
+
+    Parameters
+    ----------
+    threads : int
+        ``--j`` for relion_refine.
+    mpi : int
+        MPI ranks (``mpirun -n``); 1 runs the threaded program.
+    prefix : str
+        Folder holding RELION's programs (default: PATH).
+    """
+
+    name = "relion"
+    capabilities = frozenset({"classify2d", "abinit", "reconstruct", "extract"})
+
+    def __init__(self, threads: int = 1, mpi: int = 1, prefix: str = "", **_ignored):
+        install = find_relion(prefix)
+        if install is None:
+            raise EngineError("relion", "finding RELION", None, "relion_refine is not on PATH: install RELION "
+                              "(Debian/Ubuntu: apt-get install relion) or set engines.relion.prefix")
+        self.relion: RelionInstall = install
+        self.threads, self.mpi = int(threads), int(mpi)
+
+    # ----------------------------------------------------------------- 2D classification
+    def classify2d(self, particles, job_dir, **options) -> Class2DResult:
+        """relion_refine 2D classification into ``job_dir`` (options: :class:`Class2DParams` fields)."""
+        job = Path(job_dir)
+        params = _params(Class2DParams, options)
+        job.mkdir(parents=True, exist_ok=True)
+        status = job_status(job)
+        if status != "success":
+            resumable = self._resumable(job)
+            if resumable is not None:
+                cmd = self._continue_command(resumable, job, params.iterations)
+            else:
+                star = prepare_input(particles, job)
+                cmd = class2d_command(self.relion, star, job, params, self.threads, self.mpi)
+            clear_markers(job)
+            run_relion(cmd, job, "relion_refine (2D classification)")
+        found = last_finished_iteration(job)
+        return Class2DResult(self.name, job, found["iteration"], found["model"], found["data"], found["classes"],
+                             extra={"relion": self.relion.describe(), "params": asdict(params)})
+
+    def _resumable(self, job: Path) -> Path | None:
+        """The last optimiser.star of an interrupted run (RELION can continue from it)."""
+        try:
+            found = last_finished_iteration(job)
+        except InputError:
+            return None
+        return found["optimiser"] if found["optimiser"].exists() else None
+
+    def _continue_command(self, optimiser: Path, job: Path, iterations: int) -> list[str]:
+        log.info("continuing %s from %s", job, optimiser.name)
+        return [self.relion.refine, "--continue", str(optimiser), "--o", str(job / "run"), "--iter", str(iterations),
+                "--j", str(self.threads), "--pipeline_control", f"{job}/"]
+
+    # ----------------------------------------------------------------- initial model
+    def abinit(self, particles, job_dir, **options) -> InitialModelResult:
+        """De novo initial model (SGD on RELION 3.x, VDAM on 4+); options: :class:`InitialModelParams` fields."""
+        job = Path(job_dir)
+        params = _params(InitialModelParams, options)
+        job.mkdir(parents=True, exist_ok=True)
+        if job_status(job) != "success":
+            star = prepare_input(particles, job)
+            clear_markers(job)
+            cmd = initial_model_command(self.relion, star, job, params, self.threads, self.mpi)
+            run_relion(cmd, job, "relion_refine (initial model)")
+        found = last_finished_iteration_3d(job)
+        return InitialModelResult(job, *found)
+
+    # ----------------------------------------------------------------- reconstruction
+    def reconstruct(self, particles, job_dir, symmetry: str = "C1", half_maps: bool = True, **_options) -> dict:
+        """relion_reconstruct of the full set and (``half_maps``) of each rlnRandomSubset half."""
+        job = Path(job_dir)
+        job.mkdir(parents=True, exist_ok=True)
+        star = prepare_input(particles, job)
+        pset = read_particles_star(star)
+        outputs = {"full": job / "reconstruction.mrc"}
+        if half_maps:
+            if "rlnRandomSubset" not in pset.particles:
+                raise InputError(pset.source, "half maps need rlnRandomSubset")
+            outputs.update(half1=job / "half1.mrc", half2=job / "half2.mrc")
+        for key, out in outputs.items():
+            if out.exists():
+                continue
+            subset = {"half1": 1, "half2": 2}.get(key)
+            tmp = out.with_name(f".{out.stem}.part.mrc")
+            run_relion(reconstruct_command(self.relion, star, tmp, symmetry, subset), job,
+                       f"relion_reconstruct ({key})", log_name="reconstruct.log")
+            tmp.replace(out)
+        return outputs
+
+    # ----------------------------------------------------------------- re-extraction
+    def extract(self, particles, job_dir, box: int | None = None, background_radius: int | None = None,
+                invert_contrast: bool = False, **_options) -> Path:
+        """Re-extract from micrographs with relion_preprocess (needs rlnMicrographName and coordinates)."""
+        job = Path(job_dir)
+        pset = particles if isinstance(particles, ParticleSet) else read_particles(particles)
+        pset.require(("rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY"), "re-extraction from micrographs")
+        missing = [m for m in pset.particles["rlnMicrographName"].unique() if not Path(m).exists()]
+        if missing:
+            raise InputError(pset.source, f"micrograph {missing[0]} not found (re-extraction needs the micrographs)")
+        box = box or pset.box
+        radius = background_radius or int(box * 0.375)
+        job.mkdir(parents=True, exist_ok=True)
+        star = job / "input_particles.star"
+        write_particles_star(star, pset)
+        if job_status(job) != "success":
+            clear_markers(job)
+            run_relion(reextract_command(self.relion, star, job, box, radius, invert_contrast), job,
+                       "relion_preprocess (re-extraction)")
+        return job / "particles.star"
+
+
+def last_finished_iteration_3d(job: Path) -> tuple[int, Path, Path]:
+    """(iteration, class001 map, data.star) of the last complete initial-model iteration."""
+    best = None
+    for data in job.glob("run_it*_data.star"):
+        stem = data.name[: -len("_data.star")]
+        mrc = job / f"{stem}_class001.mrc"
+        if mrc.exists():
+            it = int(stem.rsplit("_it", 1)[1])
+            if best is None or it > best[0]:
+                best = (it, mrc, data)
+    if best is None:
+        raise InputError(job, "no finished initial-model iteration (run_itNNN_class001.mrc with _data.star)")
+    return best

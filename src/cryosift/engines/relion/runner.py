@@ -1,0 +1,76 @@
+"""Run RELION programs: logs, exit markers, and errors that show what RELION said."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+from cryosift.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "RELION_JOB_EXIT_SUCCESS"
+FAILURE = "RELION_JOB_EXIT_FAILURE"
+ABORTED = "RELION_JOB_EXIT_ABORTED"
+
+
+def job_status(job_dir: str | Path) -> str:
+    """``success``, ``failure``, ``aborted`` or ``unfinished`` from RELION's pipeline-control markers."""
+    job = Path(job_dir)
+    for marker, status in ((SUCCESS, "success"), (FAILURE, "failure"), (ABORTED, "aborted")):
+        if (job / marker).exists():
+            return status
+    return "unfinished"
+
+
+def clear_markers(job_dir: str | Path) -> None:
+    """Remove exit markers before (re)starting a job, so an old success cannot be mistaken for a new one."""
+    for marker in (SUCCESS, FAILURE, ABORTED):
+        (Path(job_dir) / marker).unlink(missing_ok=True)
+
+
+def run_relion(cmd: list[str], job_dir: str | Path, what: str, log_name: str = "run.log", tail: int = 20,
+               env: dict | None = None) -> Path:
+    """Run a RELION command in the foreground, writing its output to ``job_dir/log_name``.
+
+    stdout and stderr both go to the log (RELION prints errors on either); the last
+    ``tail`` lines are kept for the error message. The run counts as successful only if
+    the program exits 0 and, when it was given ``--pipeline_control``, it wrote
+    RELION_JOB_EXIT_SUCCESS (a killed run writes no marker).
+
+    Returns
+    -------
+    Path
+        The log file.
+
+    Raises
+    ------
+    EngineError
+        Non-zero exit, death by signal, or a missing success marker; the message carries
+        RELION's last lines.
+    """
+    job = Path(job_dir)
+    job.mkdir(parents=True, exist_ok=True)
+    log_path = job / log_name
+    last = collections.deque(maxlen=tail)
+    log.info("running: %s", shlex.join(cmd))
+    with open(log_path, "a") as fh:
+        fh.write(f"$ {shlex.join(cmd)}\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, **(env or {})}, bufsize=1)
+        for line in proc.stdout:
+            fh.write(line)
+            if line.strip():
+                last.append(line.rstrip())
+        code = proc.wait()
+    tail_text = "\n".join(last)
+    if code != 0:
+        raise EngineError("relion", what, code if code > 0 else None, tail_text, log_path)
+    if "--pipeline_control" in cmd and job_status(cmd[cmd.index("--pipeline_control") + 1]) != "success":
+        raise EngineError("relion", what, None, tail_text + f"\n(no {SUCCESS} marker)", log_path)
+    return log_path
