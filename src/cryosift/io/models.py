@@ -127,7 +127,15 @@ class ParticleSet:
     @property
     def box(self) -> int:
         """Image side in px (the same for every optics group, or an error)."""
-        boxes = np.unique(self.optics["rlnImageSize"].to_numpy()) if "rlnImageSize" in self.optics else []
+        if "rlnImageSize" not in self.optics:
+            # cryoSPARC files without blob/shape: the stack header knows.
+            from cryosift.io.mrc import stack_info
+
+            _, paths = self.image_locations()
+            if not len(paths) or not paths[0].exists():
+                raise InputError(self.source, "no rlnImageSize and no image stack to read the box size from")
+            return int(stack_info(paths[0])["shape"][-1])
+        boxes = np.unique(self.optics["rlnImageSize"].to_numpy())
         if len(boxes) != 1:
             raise InputError(self.source, f"particles do not share one box size (found {list(boxes)})")
         return int(boxes[0])

@@ -1,0 +1,65 @@
+"""Classification manifests: one small JSON naming a finished 2D classification's files.
+
+The workflow's rules pass manifests between stages instead of job folders, so a stage reads
+exactly the iteration that was finished, and a round that is skipped (the loop stopped early)
+can point at the previous round's classification.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cryosift.errors import InputError, require_file
+from cryosift.io.atomic import write_text_atomic
+from cryosift.io.star import last_finished_iteration
+
+FORMAT = "cryosift-classification"
+
+
+def write_manifest(path: str | Path, engine: str, job_dir: str | Path, reused_from: str | Path | None = None,
+                   **extra) -> dict:
+    """Record the last finished iteration of ``job_dir`` in ``path`` (written atomically, last)."""
+    found = last_finished_iteration(job_dir)
+    base = Path(path).parent.resolve()
+
+    def rel(p: Path) -> str:
+        p = Path(p).resolve()
+        try:
+            return str(p.relative_to(base))
+        except ValueError:
+            return str(p)
+
+    record = {"format": FORMAT, "engine": engine, "iteration": found["iteration"], "job_dir": rel(job_dir),
+              "model_star": rel(found["model"]), "data_star": rel(found["data"]),
+              "classes_mrcs": rel(found["classes"]), "reused_from": None if reused_from is None else str(reused_from),
+              **extra}
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def read_manifest(path: str | Path) -> dict:
+    """A manifest with its paths made absolute."""
+    p = require_file(path)
+    try:
+        record = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(p, f"not valid JSON ({exc})") from None
+    if record.get("format") != FORMAT:
+        raise InputError(p, "not a cryosift classification manifest")
+    for key in ("job_dir", "model_star", "data_star", "classes_mrcs"):
+        record[key] = (p.parent / record[key]).resolve()
+        if key != "job_dir" and not record[key].exists():
+            raise InputError(p, f"{key} {record[key]} no longer exists")
+    return record
+
+
+def is_manifest(path: str | Path) -> bool:
+    """Whether ``path`` names a classification manifest (by name and format)."""
+    p = Path(path)
+    if p.suffix != ".json" or not p.is_file():
+        return False
+    try:
+        return json.loads(p.read_text()).get("format") == FORMAT
+    except (json.JSONDecodeError, AttributeError):
+        return False

@@ -1,0 +1,58 @@
+"""Per-dataset summary: particles through each round, kept per cutoff, and validation per cutoff."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cryosift.errors import InputError, require_file
+from cryosift.io.atomic import write_text_atomic
+
+
+def _load(path) -> dict:
+    p = require_file(path)
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(p, f"not valid JSON ({exc})") from None
+
+
+def summarize_dataset(info: str | Path, rounds: list, final: str | Path, validations: list) -> dict:
+    """Collect a dataset's ingest facts, round selections, final split and validations.
+
+    Parameters
+    ----------
+    info : path
+        ``dataset.json`` from ingest.
+    rounds : list of path
+        ``selection.json`` of each loop round, in order.
+    final : path
+        ``selection.json`` of the final split.
+    validations : list of path
+        ``validation.json`` per cutoff.
+    """
+    facts = _load(info)
+    total = int(facts["n_particles"])
+    summary = {"dataset": facts["dataset"], "type": facts["type"], "box": facts["box"],
+               "pixel_size": facts["pixel_size"], "particles": total, "rounds": []}
+    for path in rounds:
+        s = _load(path)
+        summary["rounds"].append({"round": s["round"], "stop": s["stop"], **s["particles"]})
+    f = _load(final)
+    summary["pooled"] = f["particles"]["total"]
+    summary["cutoffs"] = {}
+    for cutoff, r in f["cutoffs"].items():
+        summary["cutoffs"][cutoff] = {"particles": r["particles_kept"], "fraction": r["particles_kept"] / total,
+                                      "classes": len(r["classes_kept"])}
+    for path in validations:
+        v = _load(path)
+        key = f"{float(v['cutoff']):g}"
+        summary["cutoffs"].setdefault(key, {})["validation"] = v
+    return summary
+
+
+def write_summary(out: str | Path, **kwargs) -> dict:
+    """:func:`summarize_dataset` written atomically as JSON."""
+    summary = summarize_dataset(**kwargs)
+    write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+    return summary
