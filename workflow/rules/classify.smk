@@ -1,0 +1,40 @@
+# 2D classification: one per loop round (round 1 is skipped when the source is a classification),
+# and the final one of the pooled particles.
+
+
+rule classify:
+    input:
+        unpack(classify_inputs),
+    output:
+        f"{RESULTS}/classify/{{dataset}}/{{step}}/classification.json",
+    params:
+        engine=lambda wc: ds_engine(wc.dataset),
+        job=lambda wc, output: str(Path(output[0]).parent),
+        classes=lambda wc: config["classify"]["final_classes" if wc.step == "final" else "classes"],
+        iterations=config["classify"]["iterations"],
+        tau2=config["classify"]["tau2_fudge"],
+        box=config["classify"]["box"],
+        seed=config["seed"],
+        diameter=lambda wc, input: ds_info(input.info)["diameter_A"],
+        previous=lambda wc, input: (
+            f"--previous {input.previous} --previous-selection {input.previous_selection}"
+            if "previous" in input.keys() else ""
+        ),
+        device=device_arg(),
+        extra=config["classify"]["extra"],
+    log:
+        log_path("classify", "{dataset}/{step}"),
+    benchmark:
+        bench_path("classify", "{dataset}/{step}")
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "cryosift classify2d {input.particles} -o {params.job} --engine {params.engine}"
+        " --classes {params.classes} --iterations {params.iterations} --tau2-fudge {params.tau2}"
+        " --box {params.box} --diameter {params.diameter} --seed {params.seed} {params.device}"
+        " --manifest {output} {params.previous} -j {threads} {params.extra} > {log} 2>&1"

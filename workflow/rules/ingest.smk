@@ -1,0 +1,59 @@
+# Ingest: simulate (simulated datasets) and bring every dataset into one particle STAR file.
+
+
+rule simulate:
+    output:
+        f"{RESULTS}/simulate/{{dataset}}/dataset.json",
+    params:
+        spec=lambda wc: simulation_args(wc.dataset),
+        out=lambda wc, output: str(Path(output[0]).parent),
+    log:
+        log_path("simulate", "{dataset}"),
+    benchmark:
+        bench_path("simulate", "{dataset}")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "cryosift simulate {params.out} {params.spec} -j {threads} > {log} 2>&1"
+
+
+rule ingest:
+    input:
+        unpack(ingest_inputs),
+    output:
+        particles=f"{RESULTS}/ingest/{{dataset}}/particles.star",
+        info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
+    params:
+        args=lambda wc, input: ingest_args(wc.dataset, input),
+        out=lambda wc, output: str(Path(output.info).parent),
+    wildcard_constraints:
+        dataset=name_pattern([ds for ds in datasets.index if not SOURCES[ds].has_classes]),
+    log:
+        log_path("ingest", "{dataset}"),
+    benchmark:
+        bench_path("ingest", "{dataset}")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "cryosift ingest {params.args} -o {params.out} > {log} 2>&1"
+
+
+use rule ingest as ingest_classified with:
+    output:
+        particles=f"{RESULTS}/ingest/{{dataset}}/particles.star",
+        info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
+        classification=f"{RESULTS}/ingest/{{dataset}}/classification.json",
+    wildcard_constraints:
+        dataset=name_pattern(classified_datasets()),
+    log:
+        log_path("ingest", "{dataset}"),
+    benchmark:
+        bench_path("ingest", "{dataset}")

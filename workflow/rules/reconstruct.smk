@@ -1,0 +1,59 @@
+# Per cutoff: re-extract at full size, then ab initio with the same (cloned) seed for every cutoff.
+
+
+rule extract:
+    input:
+        selected=f"{RESULTS}/select/{{dataset}}/final/score_le_{{cutoff}}.star",
+        reference=f"{RESULTS}/ingest/{{dataset}}/particles.star",
+    output:
+        f"{RESULTS}/extract/{{dataset}}/cutoff{{cutoff}}/particles.star",
+    params:
+        engine=lambda wc: ds_engine(wc.dataset),
+    log:
+        log_path("extract", "{dataset}/cutoff{cutoff}"),
+    benchmark:
+        bench_path("extract", "{dataset}/cutoff{cutoff}")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "cryosift extract {input.selected} --reference {input.reference} --engine {params.engine}"
+        " -o {output} > {log} 2>&1"
+
+
+rule abinit:
+    input:
+        particles=f"{RESULTS}/extract/{{dataset}}/cutoff{{cutoff}}/particles.star",
+    output:
+        volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/map.mrc",
+        particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/particles.star",
+    params:
+        engine=lambda wc: ds_engine(wc.dataset),
+        out=lambda wc, output: str(Path(output.volume).parent),
+        seed=config["seed"],
+        initial=config["abinit"]["initial_resolution"],
+        final=config["abinit"]["final_resolution"],
+        mb_initial=config["abinit"]["minibatch_initial"],
+        mb_final=config["abinit"]["minibatch_final"],
+        symmetry=config["abinit"]["symmetry"],
+        device=device_arg(),
+        extra=config["abinit"]["extra"],
+    log:
+        log_path("abinit", "{dataset}/cutoff{cutoff}"),
+    benchmark:
+        bench_path("abinit", "{dataset}/cutoff{cutoff}")
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "cryosift abinit {input.particles} -o {params.out} --engine {params.engine} --seed {params.seed}"
+        " --initial-resolution {params.initial} --final-resolution {params.final}"
+        " --minibatch-initial {params.mb_initial} --minibatch-final {params.mb_final}"
+        " --symmetry {params.symmetry} {params.device} -j {threads} {params.extra} > {log} 2>&1"

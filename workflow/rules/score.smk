@@ -1,0 +1,34 @@
+# Scoring: every class average of every classification gets a CryoSift score.
+
+
+rule score:
+    input:
+        classification=step_classification,
+    output:
+        star=f"{RESULTS}/score/{{dataset}}/{{step}}/scores.star",
+        csv=f"{RESULTS}/score/{{dataset}}/{{step}}/scores.csv",
+        gallery=report(
+            f"{RESULTS}/score/{{dataset}}/{{step}}/scores.png",
+            caption="../report/gallery.rst",
+            category="Class averages",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "step": "{step}"},
+        ),
+    params:
+        model=config["score"]["model"],
+        batch=config["score"]["batch_size"],
+        device=device_arg(),
+    log:
+        log_path("score", "{dataset}/{step}"),
+    benchmark:
+        bench_path("score", "{dataset}/{step}")
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "cryosift score {input.classification} --model {params.model} -o {output.star}"
+        " --batch-size {params.batch} {params.device} -j {threads} > {log} 2>&1"
