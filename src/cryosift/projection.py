@@ -1,9 +1,11 @@
 """Fourier-slice projection of 3D maps, in the RELION convention.
 
-A particle with rotation matrix A (see :mod:`cryosift.io.rotations`) and origin o (px)
-shows the projection whose Fourier transform is the central slice F3D(A^T k), k = (kx, ky, 0),
-translated by +o in the image. Maps are indexed [z, y, x]; images [y, x]; the rotation
-centre is voxel box // 2 along each axis (RELION's centre).
+A particle with rotation matrix A (see :mod:`cryosift.io.rotations`) shows the projection
+whose Fourier transform is the central slice F3D(A^T k), k = (kx, ky, 0). RELION's origin o
+(rlnOriginX/YAngst / pixel size) is the shift that centres the particle, so the particle sits
+at box centre - o: pass ``shifts_px = -o`` to :meth:`Projector.project` (checked against
+relion_reconstruct in the simulator's tests). Maps are indexed [z, y, x]; images [y, x]; the
+rotation centre is voxel box // 2 along each axis (RELION's centre).
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ class Projector:
         return torch.complex(sampled[0], sampled[1])
 
     def project(self, rotations: torch.Tensor, shifts_px: torch.Tensor | None = None) -> torch.Tensor:
-        """Projections, float32, shape (n, box, box); ``shifts_px`` (n, 2) are (x, y) origins in px."""
+        """Projections, float32, shape (n, box, box), translated by ``shifts_px`` (n, 2) = (x, y) px.
+
+        For a particle with RELION origin o (px), the translation is -o.
+        """
         ft = self.slices(rotations)
         if shifts_px is not None:
             ft = shift_images_ft(ft, torch.as_tensor(shifts_px, device=self.device), self.box)

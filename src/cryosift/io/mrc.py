@@ -6,6 +6,8 @@ at a time. Arrays follow mrcfile's order: a stack is (n, y, x), a map (z, y, x).
 
 from __future__ import annotations
 
+import math
+import mmap
 import os
 import warnings
 from pathlib import Path
@@ -167,12 +169,20 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
         return np.array(data, dtype=np.float32), header_pixel_size(mrc)
 
 
+def _label(mrc, label: str | None) -> None:
+    """One fixed header label instead of mrcfile's creation time, so reruns give identical bytes."""
+    from cryosift import __version__
+
+    mrc.header.label[0] = (label or f"cryosift {__version__}")[:80]
+    mrc.header.nlabl = 1
+
+
 def _check_finite(path: Path, data: np.ndarray) -> None:
     if not np.all(np.isfinite(data)):
         raise InputError(path, "refusing to write NaN or infinite values")
 
 
-def write_stack(path: str | Path, images: np.ndarray, pixel_size: float) -> None:
+def write_stack(path: str | Path, images: np.ndarray, pixel_size: float, label: str | None = None) -> None:
     """Write a stack of square images atomically (float32, MRC image-stack mode).
 
     Parameters
@@ -183,6 +193,8 @@ def write_stack(path: str | Path, images: np.ndarray, pixel_size: float) -> None
         Shape (n, box, box) or (box, box).
     pixel_size : float
         Å/px, stored in the header.
+    label : str, optional
+        Header label (default: the package name and version).
     """
     path = Path(path)
     data = np.asarray(images, dtype=np.float32)
@@ -196,9 +208,10 @@ def write_stack(path: str | Path, images: np.ndarray, pixel_size: float) -> None
             mrc.set_data(data)
             mrc.set_image_stack()
             mrc.voxel_size = pixel_size
+            _label(mrc, label)
 
 
-def write_map(path: str | Path, volume: np.ndarray, pixel_size: float, origin_px=None) -> None:
+def write_map(path: str | Path, volume: np.ndarray, pixel_size: float, origin_px=None, label: str | None = None) -> None:
     """Write a 3D map atomically (float32).
 
     Parameters
@@ -222,10 +235,15 @@ def write_map(path: str | Path, volume: np.ndarray, pixel_size: float, origin_px
             mrc.voxel_size = pixel_size
             if origin_px is not None:
                 mrc.header.origin = tuple(float(v) for v in origin_px)
+            _label(mrc, label)
 
 
 class StackWriter:
     """Write a stack of known size chunk by chunk (bounded memory), atomically.
+
+    Header statistics are accumulated per chunk (per-image sums added exactly at the end,
+    so the header does not depend on the chunk size), and written pages are released after
+    each chunk, so resident memory does not grow with the stack.
 
     Parameters
     ----------
@@ -235,16 +253,22 @@ class StackWriter:
         Number of images and image side in px.
     pixel_size : float
         Å/px.
+    label : str, optional
+        Header label (default: the package name and version).
     """
 
-    def __init__(self, path: str | Path, n: int, box: int, pixel_size: float):
+    def __init__(self, path: str | Path, n: int, box: int, pixel_size: float, label: str | None = None):
         self.path = Path(path)
         self._tmp = temp_name(self.path)
         self._mrc = mrcfile.new_mmap(self._tmp, shape=(n, box, box), mrc_mode=2, overwrite=True)
         self._mrc.set_image_stack()
         self._mrc.voxel_size = pixel_size
+        _label(self._mrc, label)
         self._pos = 0
         self.n = n
+        self._min, self._max = math.inf, -math.inf
+        self._sums: list[float] = []
+        self._squares: list[float] = []
 
     def write(self, images: np.ndarray) -> None:
         """Append images, shape (m, box, box)."""
@@ -255,13 +279,29 @@ class StackWriter:
             raise ValueError(f"{self.path}: more images than the {self.n} declared")
         self._mrc.data[self._pos:self._pos + m] = images
         self._pos += m
+        if m:
+            flat = images.reshape(m, -1).astype(np.float64)
+            self._min = min(self._min, float(flat.min()))
+            self._max = max(self._max, float(flat.max()))
+            self._sums += flat.sum(axis=1).tolist()
+            self._squares += np.einsum("ij,ij->i", flat, flat).tolist()
+        region = getattr(self._mrc.data, "_mmap", None)
+        if region is not None and hasattr(mmap, "MADV_DONTNEED"):
+            region.madvise(mmap.MADV_DONTNEED)  # pages stay in the page cache; the kernel writes them back
 
     def close(self) -> None:
-        """Finish the file and move it to its final name."""
+        """Finish the file (header statistics from the accumulated sums) and move it to its final name."""
         if self._pos != self.n:
             self.abort()
             raise ValueError(f"{self.path}: {self._pos} images written, {self.n} declared")
-        self._mrc.update_header_stats()
+        h = self._mrc.header
+        count = self.n * float(self._mrc.data.shape[-1] * self._mrc.data.shape[-2])
+        if count:
+            mean = math.fsum(self._sums) / count
+            h.dmin, h.dmax, h.dmean = np.float32(self._min), np.float32(self._max), np.float32(mean)
+            h.rms = np.float32(math.sqrt(max(math.fsum(self._squares) / count - mean * mean, 0.0)))
+        else:
+            self._mrc.reset_header_stats()
         self._mrc.close()
         os.replace(self._tmp, self.path)
 
