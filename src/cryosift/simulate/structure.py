@@ -1,0 +1,175 @@
+"""The true structure of a simulation: the model in the map's frame, its map, and maps with a domain missing."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gemmi
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+from cryosift.density import centring_origin, model_coordinates, model_map, read_model
+from cryosift.errors import InputError
+from cryosift.io.atomic import atomic_path
+from cryosift.simulate.pseudoprotein import build_pseudoprotein
+from cryosift.simulate.residues import WATER_MASS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrueStructure:
+    """Model and map the particles are projected from.
+
+    Attributes
+    ----------
+    structure : gemmi.Structure
+        The model in the map's frame: voxel (z, y, x) of the map lies at (x, y, z) x
+        pixel size Å; its centre of mass sits on voxel box // 2 (the rotation centre).
+    volume : np.ndarray
+        The true map, float32, shape (box, box, box), indexed [z, y, x].
+    pixel_size : float
+        Å/px.
+    resolution : float
+        Gaussian low-pass applied to the map, Å.
+    diameter_A : float
+        Particle diameter: twice the largest atom distance from the centre, plus 4 Å.
+    mass_kda : float
+        Model mass, kDa.
+    symmetry : str
+        Point group of the model ("C1" for user models).
+    residue_groups : np.ndarray
+        Domain (or chain, or spatial cluster) number of every residue, int64.
+    group_names : list of str
+        Name of each group, used to label partial particles.
+    """
+
+    structure: gemmi.Structure
+    volume: np.ndarray
+    pixel_size: float
+    resolution: float
+    diameter_A: float
+    mass_kda: float
+    symmetry: str
+    residue_groups: np.ndarray
+    group_names: list = field(default_factory=list)
+
+    @property
+    def box(self) -> int:
+        """Map side in voxels."""
+        return int(self.volume.shape[-1])
+
+
+def model_mass_kda(structure: gemmi.Structure) -> float:
+    """Mass of the first model in kDa: tabulated residue weights in chains, atom weights otherwise."""
+    total = 0.0
+    for chain in structure[0]:
+        for res in chain:
+            info = gemmi.find_tabulated_residue(res.name)
+            if info is not None and info.found() and info.is_amino_acid():
+                total += info.weight - WATER_MASS
+            else:
+                total += sum(a.element.weight * a.occ for a in res)
+        total += WATER_MASS
+    return total / 1000.0
+
+
+def _user_groups(structure: gemmi.Structure, seed: int) -> tuple[np.ndarray, list]:
+    """Chains as groups when there are several, else three spatial clusters of residues."""
+    chains = [ch for ch in structure[0] if len(ch)]
+    if len(chains) > 1:
+        groups = np.concatenate([np.full(len(ch), k) for k, ch in enumerate(chains)])
+        return groups.astype(np.int64), [f"chain {ch.name}" for ch in chains]
+    centres = np.array([[r[0].pos.x, r[0].pos.y, r[0].pos.z] for ch in chains for r in ch])
+    k = min(3, len(centres))
+    _, groups = kmeans2(centres, k, seed=np.random.default_rng(seed), minit="++")
+    return groups.astype(np.int64), [f"region {i + 1}" for i in range(k)]
+
+
+def without_group(structure: gemmi.Structure, residue_groups: np.ndarray, group: int) -> gemmi.Structure:
+    """A copy of the model with the residues of one group removed."""
+    st = structure.clone()
+    flat = 0
+    for chain in st[0]:
+        drop = [i for i in range(len(chain)) if residue_groups[flat + i] == group]
+        flat += len(chain)
+        for i in reversed(drop):
+            del chain[i]
+    st.remove_empty_chains()
+    return st
+
+
+def load_true_structure(spec, source: str | Path | None = None) -> TrueStructure:
+    """Build or read the model, put it in the map's frame and compute the true map.
+
+    Parameters
+    ----------
+    spec : SimulationSpec
+    source : str or Path, optional
+        The settings file, named in errors.
+
+    Raises
+    ------
+    InputError
+        Unreadable model, or a particle larger than the box.
+    """
+    if spec.structure == "pseudo":
+        try:
+            pp = build_pseudoprotein(spec.mass_kda, spec.shape, spec.symmetry, seed=spec.seed)
+        except ValueError as exc:
+            raise InputError(source, str(exc)) from None
+        st, groups, names, mass, symmetry = pp.structure, pp.residue_domains, pp.domain_names, pp.mass_kda, pp.symmetry
+    else:
+        st = read_model(spec.structure)
+        st.remove_ligands_and_waters()
+        st.remove_empty_chains()
+        groups, names = _user_groups(st, spec.seed)
+        mass, symmetry = model_mass_kda(st), "C1"
+    origin = centring_origin(st, spec.box, spec.pixel_size)
+    st = st.clone()
+    st[0].transform_pos_and_adp(gemmi.Transform(gemmi.Mat33(), gemmi.Vec3(*(-origin))))
+    edge = spec.box * spec.pixel_size
+    st.cell = gemmi.UnitCell(edge, edge, edge, 90, 90, 90)
+    st.spacegroup_hm = "P 1"
+    xyz = model_coordinates(st)
+    centre = (spec.box // 2) * spec.pixel_size
+    diameter = float(2.0 * np.max(np.linalg.norm(xyz - centre, axis=1)) + 4.0)
+    if diameter > edge:
+        where = source if source is not None else (None if spec.structure == "pseudo" else spec.structure)
+        raise InputError(where, f"particle diameter {diameter:.0f} Å exceeds the box ({spec.box} px x "
+                                f"{spec.pixel_size} Å/px = {edge:.0f} Å): raise box or pixel_size")
+    if diameter > 0.85 * edge:
+        log.warning("particle diameter %.0f Å fills %.0f%% of the box; CTF fringes will be cut",
+                    diameter, 100 * diameter / edge)
+    resolution = max(spec.map_resolution or 0.0, 2.0 * spec.pixel_size)
+    volume = model_map(st, spec.box, spec.pixel_size, resolution=resolution)
+    return TrueStructure(st, volume, spec.pixel_size, resolution, diameter, mass, symmetry, groups, names)
+
+
+def partial_volumes(truth: TrueStructure, n_variants: int, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """Maps of the particle with one domain (chain, or region) missing.
+
+    Returns
+    -------
+    list of (name, volume)
+        Up to ``n_variants`` entries; volumes float32 (box, box, box), [z, y, x].
+    """
+    n_groups = len(truth.group_names)
+    if n_groups < 2:
+        return []
+    chosen = rng.choice(n_groups, size=min(n_variants, n_groups), replace=False)
+    out = []
+    for g in sorted(int(c) for c in chosen):
+        st = without_group(truth.structure, truth.residue_groups, g)
+        vol = model_map(st, truth.box, truth.pixel_size, resolution=truth.resolution)
+        out.append((f"without {truth.group_names[g]}", vol))
+    return out
+
+
+def write_model(path: str | Path, structure: gemmi.Structure) -> None:
+    """Write the model as mmCIF, atomically."""
+    doc = structure.make_mmcif_document()
+    with atomic_path(path) as tmp:
+        doc.write_file(str(tmp))
