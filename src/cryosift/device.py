@@ -7,6 +7,8 @@ import os
 
 import torch
 
+from cryosift.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -21,7 +23,7 @@ def pick_device(name: str | None = None) -> torch.device:
     if name:
         dev = torch.device(name)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {name} asked for, but CUDA is not available")
+            raise InputError(None, f"device {name} asked for, but CUDA is not available (use --device cpu)")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")

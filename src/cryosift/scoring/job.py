@@ -1,0 +1,90 @@
+"""Score one job end to end: read the class averages, score them, write star/csv/png."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from cryosift.device import pick_device
+from cryosift.errors import InputError
+from cryosift.scoring.checkpoint import ScoringModel, load_checkpoint
+from cryosift.scoring.gallery import write_gallery
+from cryosift.scoring.inference import DEFAULT_BATCH_SIZE, score_classes
+from cryosift.scoring.inputs import class_image_names, load_classes
+from cryosift.scoring.outputs import write_scores_csv, write_scores_star
+
+#: Where a model shipped with the package would live (none is shipped yet).
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "cryosift.pt"
+
+NO_MODEL_HELP = ("no scoring model given: pass --model CHECKPOINT. cryosift ships no trained model yet; "
+                 "train one with `cryosift train` (or `snakemake train`), or pass a published CryoSift "
+                 "checkpoint (e.g. final_model_cont.pth) with --model")
+
+
+@dataclass
+class ScoreOutputs:
+    """Paths written by :func:`score_job` and the score table."""
+
+    star: Path
+    csv: Path
+    gallery: Path | None
+    table: pd.DataFrame
+
+
+def output_paths(out: str | Path) -> tuple[Path, Path, Path]:
+    """``scores.star``, ``.csv`` and ``.png`` paths for ``out`` (a .star file or a folder)."""
+    p = Path(out)
+    if p.suffix != ".star":
+        p = p / "scores.star"
+    return p, p.with_suffix(".csv"), p.with_suffix(".png")
+
+
+def resolve_model(model: str | Path | ScoringModel | None, device=None) -> ScoringModel:
+    """The model to score with: the given one, else a shipped one, else an InputError saying how to get one."""
+    if isinstance(model, ScoringModel):
+        return model.to(device) if device is not None else model
+    if model is None:
+        if not SHIPPED_MODEL.exists():
+            raise InputError(None, NO_MODEL_HELP)
+        model = SHIPPED_MODEL
+    return load_checkpoint(model, device=device)
+
+
+def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: str | Path, *,
+              particles: str | Path | None = None, features: str | Path | None = None,
+              pixel_size: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE, device=None,
+              gallery: bool = True, gallery_columns: int = 10) -> ScoreOutputs:
+    """Score the class averages of one job and write ``scores.star``, ``scores.csv`` and a gallery.
+
+    Parameters
+    ----------
+    path : str or Path
+        Class averages (see :func:`cryosift.scoring.inputs.load_classes`).
+    model : str, Path or ScoringModel
+        Checkpoint to score with.
+    out : str or Path
+        ``scores.star`` path (the CSV and PNG get the same stem) or a folder.
+    particles, features, pixel_size
+        Passed to :func:`load_classes`.
+    batch_size : int
+        Classes per forward pass.
+    device : str or torch.device, optional
+        Default: CUDA when present, else CPU.
+    gallery : bool
+        Also write the PNG gallery.
+    gallery_columns : int
+        Panels per gallery row.
+    """
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    scoring_model = resolve_model(model, device=dev)
+    classes = load_classes(path, particles=particles, features=features, pixel_size=pixel_size)
+    table = score_classes(classes, scoring_model, batch_size=batch_size)
+    star, csv, png = output_paths(out)
+    write_scores_csv(csv, table)
+    write_scores_star(star, table, class_image_names(classes))
+    if gallery:
+        write_gallery(png, classes.images, table, columns=gallery_columns)
+    return ScoreOutputs(star, csv, png if gallery else None, table)
