@@ -1,0 +1,6 @@
+"""3D reconstruction: from particles with known poses (half maps, symmetry) and ab initio."""
+
+from cryosift.reconstruct.known_poses import reconstruct_half_maps, reconstruct_particles, write_reconstruction
+from cryosift.reconstruct.symmetry import symmetry_operators
+
+__all__ = ["reconstruct_half_maps", "reconstruct_particles", "symmetry_operators", "write_reconstruction"]
