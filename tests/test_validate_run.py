@@ -28,9 +28,9 @@ def reconstruction(tmp_path_factory):
     origin = np.array([100.0, -50.0, 20.0])  # the map's own header origin, as some programs write
     noise = 0.5 * case["moving"].std()
     halves = [case["moving"] + rng.normal(scale=noise * np.sqrt(2), size=case["moving"].shape) for _ in range(2)]
-    write_map(d / "map.mrc", (halves[0] + halves[1]) / 2, APIX, origin_px=origin)
-    write_map(d / "map_half1.mrc", halves[0], APIX, origin_px=origin)
-    write_map(d / "map_half2.mrc", halves[1], APIX, origin_px=origin)
+    write_map(d / "map.mrc", (halves[0] + halves[1]) / 2, APIX, origin_A=origin)
+    write_map(d / "map_half1.mrc", halves[0], APIX, origin_A=origin)
+    write_map(d / "map_half2.mrc", halves[1], APIX, origin_A=origin)
     write_model(d / "model.cif", case["structure"])
     return d, case, origin
 

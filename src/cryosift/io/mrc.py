@@ -211,7 +211,7 @@ def write_stack(path: str | Path, images: np.ndarray, pixel_size: float, label: 
             _label(mrc, label)
 
 
-def write_map(path: str | Path, volume: np.ndarray, pixel_size: float, origin_px=None, label: str | None = None) -> None:
+def write_map(path: str | Path, volume: np.ndarray, pixel_size: float, origin_A=None, label: str | None = None) -> None:
     """Write a 3D map atomically (float32).
 
     Parameters
@@ -220,7 +220,7 @@ def write_map(path: str | Path, volume: np.ndarray, pixel_size: float, origin_px
         Shape (n, n, n), indexed [z, y, x].
     pixel_size : float
         Voxel size in Å.
-    origin_px : sequence of 3 floats, optional
+    origin_A : sequence of 3 floats, optional
         Header origin (x, y, z) in Å; default 0.
     """
     path = Path(path)
@@ -233,8 +233,8 @@ def write_map(path: str | Path, volume: np.ndarray, pixel_size: float, origin_px
             mrc.set_data(data)
             mrc.set_volume()
             mrc.voxel_size = pixel_size
-            if origin_px is not None:
-                mrc.header.origin = tuple(float(v) for v in origin_px)
+            if origin_A is not None:
+                mrc.header.origin = tuple(float(v) for v in origin_A)
             _label(mrc, label)
 
 

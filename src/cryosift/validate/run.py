@@ -213,14 +213,14 @@ def _model_metrics(volume, pixel_size, origin, halves, model_path, out: Path, re
             h[...] = alignment.moving_frame_map(h)
         xyz = alignment.reference_to_moving(xyz, ref_origin, origin)
         if alignment.flipped:
-            write_map(out / "map_hand_corrected.mrc", volume, pixel_size, origin_px=origin)
+            write_map(out / "map_hand_corrected.mrc", volume, pixel_size, origin_A=origin)
             files["map_hand_corrected"] = "map_hand_corrected.mrc"
     fitted = with_coordinates(structure, xyz)
     write_model(out / "model_fitted.cif", fitted)
     files["model_fitted"] = "model_fitted.cif"
 
     model_vol = model_map_on_grid(fitted, box, pixel_size, origin, model_resolution)
-    write_map(out / "model_map.mrc", model_vol, pixel_size, origin_px=origin)
+    write_map(out / "model_map.mrc", model_vol, pixel_size, origin_A=origin)
     files["model_map"] = "model_map.mrc"
     mask = model_mask(model_vol, pixel_size)
     # A radial low-pass of the model map leaves the FSC unchanged in exact arithmetic, but a
