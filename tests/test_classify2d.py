@@ -6,6 +6,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cryosift.cli import main as cli_main
 from cryosift.engines import get_engine
@@ -38,6 +39,15 @@ def _simulate(out, n, box, seed, snr=0.1, n_views=4, mass_kda=100.0):
     star = out / "extracted.star"
     write_particles_star(star, pset)
     return star, ds.ground_truth
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on shared cores, waiting OpenMP threads spin and slow every element-wise step."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +205,7 @@ def test_command_line_runs_and_reports_bad_input(small, tmp_path, capsys):
     star, _ = small
     job = tmp_path / "cli"
     code = cli_main(["classify2d", str(star), "-o", str(job), "--classes", "2", "--iterations", "2", "--device", "cpu",
-                     "-j", "2"])
+                     "-j", "1"])
     assert code == 0
     assert last_finished_iteration(job)["iteration"] == 2 and (job / "RELION_JOB_EXIT_SUCCESS").exists()
     bad = tmp_path / "bad.star"

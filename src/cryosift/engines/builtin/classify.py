@@ -262,7 +262,7 @@ def classify2d(particles: ParticleSet | str | Path, job_dir: str | Path, params:
     device : str or torch.device, optional
         ``cuda``, ``cpu`` ...; default the GPU when there is one.
     threads : int, optional
-        CPU threads for torch (default: leave the caller's setting).
+        CPU threads for torch during the run (default: the caller's setting, which is restored).
     resume : bool
         Continue from the job's last finished iteration (same settings; ``iterations`` may grow).
     memory_budget : int, optional
@@ -284,9 +284,18 @@ def classify2d(particles: ParticleSet | str | Path, job_dir: str | Path, params:
     t_start = time.perf_counter()
     params = (params or Class2DParams()).updated(**options)
     params.check()
+    dev = pick_device(str(device) if device is not None else None)
+    previous = torch.get_num_threads()
     if threads:
         set_threads(threads)
-    dev = pick_device(str(device) if device is not None else None)
+    try:
+        return _classify(particles, job_dir, params, dev, resume, memory_budget, export, t_start)
+    finally:
+        torch.set_num_threads(previous)  # the caller's setting is theirs
+
+
+def _classify(particles, job_dir, params: Class2DParams, dev: torch.device, resume: bool, memory_budget: int | None,
+              export: bool, t_start: float) -> Class2DResult:
     pset = particles if isinstance(particles, ParticleSet) else read_particles(particles)
     job = Path(job_dir)
     job.mkdir(parents=True, exist_ok=True)
