@@ -1,0 +1,201 @@
+"""The cryoSPARC engine: the engine protocol, and the selection steps only cryoSPARC needs.
+
+Particles stay on the server; the engine connects job outputs (``J12.particles``) and
+exports results to local folders that record where they came from (``cryosparc.json``),
+so a folder or file it wrote can be handed to the next step in place of a job output.
+Step names (part of every job title, hence of what a rerun finds) default to the last
+two parts of the output folder, e.g. ``ds1/round2`` for ``results/classify/ds1/round2``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from cryosift.engines.base import Class2DResult, EngineBase
+from cryosift.engines.cryosparc import classify as C
+from cryosift.engines.cryosparc import reconstruct as R
+from cryosift.engines.cryosparc.adapter import CryosparcAdapter, JobRef, tools_version
+from cryosift.engines.cryosparc.credentials import load_connection_settings
+from cryosift.engines.cryosparc.exports import resolve_sources
+from cryosift.engines.cryosparc.graph import JobSpec, build_plan
+from cryosift.engines.cryosparc.params import COMMON_2D, IGNORED_2D
+from cryosift.engines.cryosparc.runner import JobRunner
+from cryosift.engines.cryosparc.settings import CryosparcSettings, load_settings
+from cryosift.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def step_name(job_dir: str | Path, step: str | None = None) -> str:
+    """``step`` when given, else the last two parts of ``job_dir`` (``ds1/round2``)."""
+    if step:
+        return str(step).strip("/")
+    parts = Path(job_dir).resolve().parts
+    return "/".join(parts[-2:])
+
+
+def _one_source(refs, particles):
+    if len(refs) != 1:
+        raise InputError(None, f"{particles}: expected one particle output, found {len(refs)}")
+    return refs[0]
+
+
+class CryosparcEngine(EngineBase):
+    """CryoSPARC behind the engine protocol, driven through cryosparc-tools.
+
+    Parameters
+    ----------
+    config : mapping, str or Path, optional
+        The ``cryosparc`` settings block, or a YAML/JSON file holding it (default: the file
+        named by ``CRYOSIFT_CRYOSPARC_CONFIG``); see :class:`CryosparcSettings`.
+    adapter : CryosparcAdapter, optional
+        A server session (default: log in on first use with the configured credentials).
+    **overrides
+        Settings that replace the configuration's (``project``, ``workspace``, ``run`` ...);
+        ``device`` and ``threads`` (for local engines) are ignored.
+    """
+
+    name = "cryosparc"
+    capabilities = frozenset({"classify2d", "extract", "abinit", "reconstruct"})
+
+    def __init__(self, config=None, adapter=None, device=None, threads=None, **overrides):
+        self.settings: CryosparcSettings = load_settings(config, **overrides)
+        self._adapter = adapter
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"CryosparcEngine(project={s.project}, workspace={s.workspace}, run={s.run!r})"
+
+    @property
+    def adapter(self):
+        """The server session (logs in on first use)."""
+        if self._adapter is None:
+            self._adapter = CryosparcAdapter.connect(load_connection_settings(self.settings.connection))
+        return self._adapter
+
+    @property
+    def runner(self) -> JobRunner:
+        return JobRunner(self.adapter, self.settings)
+
+    # ----------------------------------------------------------------- checks and plans
+    def check(self) -> dict:
+        """Log in, compare versions and open the project and workspace; a summary dict."""
+        adapter = self.adapter
+        info = adapter.check_project(self.settings.project, self.settings.workspace)
+        return {"server_version": adapter.server_version(), "tools_version": tools_version(),
+                "project": self.settings.project, "workspace": self.settings.workspace, **info}
+
+    def plan(self, box: int, source: str | None = None, rounds: int | None = None, cutoffs=(2.5, 3.5, 4.5),
+             seed: int | None = None, dataset: str = "data") -> list[JobSpec]:
+        """The job graph of a whole run, without a server (see :func:`build_plan`)."""
+        return build_plan(self.settings, box, source=source, rounds=rounds, cutoffs=cutoffs, seed=seed,
+                          dataset=dataset)
+
+    # ----------------------------------------------------------------- 2D
+    def classify2d(self, particles, job_dir, step: str | None = None, box: int | None = None,
+                   extraction_box: int | None = None, **options) -> Class2DResult:
+        """2D classification of ``particles`` on the server, exported to ``job_dir``.
+
+        Parameters
+        ----------
+        particles : str, Path, OutputRef or list
+            Job outputs (``J12.particles``) or files/folders this engine exported; several are pooled.
+        job_dir : str or Path
+            Export folder: RELION Class2D layout, the cryoSPARC ``.cs``/``.mrc`` files, ``cryosparc.json``.
+        step : str, optional
+            Step name (default: from ``job_dir``).
+        box, extraction_box : int, optional
+            Full extraction box in px, which chooses the job type (default: configured or read from the source).
+        **options
+            Common engine options: ``classes``, ``particle_diameter`` (Å), ``highres_limit`` (Å),
+            ``center_classes``, ``seed``; RELION's ``iterations``, ``tau2_fudge``, ``psi_step``,
+            ``offset_range``, ``offset_step`` are accepted and ignored.
+        """
+        unknown = set(options) - set(COMMON_2D) - set(IGNORED_2D)
+        if unknown:
+            raise ValueError(f"unknown cryoSPARC option(s): {', '.join(sorted(unknown))}")
+        sources = resolve_sources(particles, self.settings.project)
+        return C.classify2d(self.runner, sources, job_dir, step_name(job_dir, step), options, box or extraction_box)
+
+    def adopt(self, job_uid: str, job_dir) -> Class2DResult:
+        """Export an existing 2D job (e.g. the starter job as round 1) to ``job_dir``; makes no job."""
+        return C.adopt_classification(self.runner, job_uid, job_dir)
+
+    def select(self, classification, classes, out, step: str | None = None, subset: str = "selected",
+               method: str | None = None) -> dict:
+        """Keep the particles of ``classes`` (1-based) of an exported classification; export ``out`` (.cs).
+
+        The job's key is ``<step>/select_<subset>``; ``method`` is ``select_2D`` or ``external``
+        (default: configured).
+        """
+        job_uid = C.classification_job(classification, self.settings.project)
+        out = Path(out)
+        key = f"{step_name(out.parent, step)}/select_{subset}"
+        return C.select_classes(self.runner, job_uid, classes, out, key, method)
+
+    def select_from_summary(self, classification, summary, out_dir, step: str | None = None,
+                            method: str | None = None) -> dict:
+        """Apply the decisions of ``cryosift select`` (its ``selection.json``) on the server.
+
+        A loop round gives ``accepted.cs`` and ``kept.cs`` (kept + attractor classes); a final
+        split gives ``score_le_<cutoff>.cs`` per cutoff. An empty subset makes no job: its file
+        holds no particles and is recorded as empty, so pooling skips it. Returns subset
+        name -> result of :meth:`select` (None for an empty subset).
+        """
+        record = json.loads(Path(summary).read_text())
+        if record.get("step") == "round":
+            groups = {name: sorted({c for st in statuses for c in record["classes"].get(st, [])})
+                      for name, statuses in record["subsets"].items() if name != "rejected"}
+        elif record.get("step") == "final":
+            groups = {f"score_le_{c}": r["classes_kept"] for c, r in record["cutoffs"].items()}
+        else:
+            raise InputError(summary, "not a selection.json written by `cryosift select round` or `select final`")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        step = step_name(out_dir, step)
+        results = {}
+        for name, classes in groups.items():
+            if not classes:
+                log.info("%s: no classes in %s; nothing to select", step, name)
+                C.write_empty_selection(self.runner, C.classification_job(classification, self.settings.project),
+                                        out_dir / f"{name}.cs")
+                results[name] = None
+                continue
+            results[name] = self.select(classification, classes, out_dir / f"{name}.cs", step, name, method)
+        return results
+
+    def write_scores(self, classification, scores, step: str | None = None) -> JobRef:
+        """Show ``scores`` (a ``scores.csv``/``.star`` or DataFrame) in CryoSPARC as an External job."""
+        from cryosift.scoring.outputs import read_scores
+
+        table = read_scores(scores) if isinstance(scores, (str, Path)) else scores
+        job_uid = C.classification_job(classification, self.settings.project)
+        where = Path(scores).parent if isinstance(scores, (str, Path)) else Path(classification)
+        return C.write_scores(self.runner, job_uid, table, f"{step_name(where, step)}/scores")
+
+    # ----------------------------------------------------------------- 3D
+    def _source(self, particles):
+        return _one_source(resolve_sources(particles, self.settings.project), particles)
+
+    def extract(self, particles, job_dir, box: int | None = None, step: str | None = None, **_options) -> Path:
+        """Re-extract at the full box (``extract_micrographs_multi``); returns the exported ``particles.cs``."""
+        key = f"{step_name(job_dir, step)}/extract"
+        return R.extract(self.runner, self._source(particles), job_dir, key, box)["cs"]
+
+    def abinit(self, particles, job_dir, seed: int | None = None, step: str | None = None, **options) -> dict:
+        """Ab initio (``homo_abinit``) with the paper's settings and the run's seed; exported map and particles."""
+        key = f"{step_name(job_dir, step)}/abinit"
+        return R.abinit(self.runner, self._source(particles), job_dir, key, seed, options)
+
+    def reconstruct(self, particles, job_dir, step: str | None = None, **_options) -> dict:
+        """Reconstruction with half maps (``homo_reconstruct``); paths ``full``, ``half1``, ``half2``."""
+        key = f"{step_name(job_dir, step)}/reconstruct"
+        return R.reconstruct(self.runner, self._source(particles), job_dir, key)
+
+    def reconstruct_selection(self, particles, job_dir, box: int | None = None, seed: int | None = None,
+                              step: str | None = None, **options) -> dict:
+        """One cutoff's branch: re-extraction, ab initio, reconstruction and validation jobs."""
+        return R.reconstruct_selection(self.runner, self._source(particles), job_dir, step_name(job_dir, step),
+                                       box, seed, options)

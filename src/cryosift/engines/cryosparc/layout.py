@@ -1,0 +1,102 @@
+"""Write a cryoSPARC 2D classification in RELION's Class2D layout.
+
+``run_itNNN_classes.mrcs`` holds the class averages, ``run_itNNN_data.star`` the particles
+with their class (``rlnClassNumber``, 1-based from ``alignments2D/class``), in-plane angle
+and offsets, and ``run_itNNN_model.star`` the per-class table (``rlnClassDistribution``
+from the particle counts, ``rlnEstimatedResolution`` from ``blob/res_A``). The model file
+is written last, so a folder holding it holds a complete iteration, and every file is
+written atomically; :func:`cryosift.io.read_class_averages` reads the folder like any
+engine's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryosift.errors import InputError
+from cryosift.io.models import ParticleSet
+from cryosift.io.mrc import write_stack
+from cryosift.io.star import write_particles_star, write_star
+
+#: RELION's resolution for classes without a finite estimate (empty classes), Å.
+NO_RESOLUTION = 999.0
+
+
+def image_reference(path: Path) -> str:
+    """``path`` relative to the working folder (RELION's project folder) when inside it, else absolute."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def finite_resolution(values) -> np.ndarray:
+    """Resolutions in Å as float64, non-finite or non-positive ones replaced by 999 (RELION's 'none')."""
+    res = np.asarray(values, dtype=np.float64).copy()
+    res[~np.isfinite(res) | (res <= 0)] = NO_RESOLUTION
+    return res
+
+
+def write_relion_class2d(job_dir: str | Path, iteration: int, images: np.ndarray, pixel_size: float,
+                         resolution, particles: ParticleSet) -> dict:
+    """Write one iteration of a Class2D folder.
+
+    Parameters
+    ----------
+    job_dir : str or Path
+        The folder.
+    iteration : int
+        Iteration number for the file names (``run_it020_*``).
+    images : np.ndarray
+        Class averages, float32, shape (k, box, box), class i at row i.
+    pixel_size : float
+        Å/px of the class averages.
+    resolution : array_like
+        Estimated resolution per class in Å, shape (k,).
+    particles : ParticleSet
+        The classified particles with ``rlnClassNumber`` in 1..k.
+
+    Returns
+    -------
+    dict
+        Paths ``model``, ``data``, ``classes`` and ``counts`` (particles per class, int64 (k,)).
+    """
+    job = Path(job_dir)
+    stem = job / f"run_it{int(iteration):03d}"
+    files = {"classes": Path(f"{stem}_classes.mrcs"), "data": Path(f"{stem}_data.star"),
+             "model": Path(f"{stem}_model.star")}
+    images = np.asarray(images, dtype=np.float32)
+    k, box = images.shape[0], images.shape[-1]
+    res = finite_resolution(resolution)
+    if res.shape != (k,):
+        raise InputError(job, f"{k} class averages but {res.shape[0]} resolutions")
+    if "rlnClassNumber" not in particles.particles:
+        raise InputError(particles.source, "particles without classes (alignments2D/class)")
+    cls = particles.particles["rlnClassNumber"].to_numpy(np.int64)
+    if len(cls) and (cls.min() < 1 or cls.max() > k):
+        raise InputError(particles.source, f"particles in class {int(cls.max())}, but there are {k} class averages")
+    counts = np.bincount(cls - 1, minlength=k).astype(np.int64) if len(cls) else np.zeros(k, np.int64)
+    write_stack(files["classes"], images, pixel_size)
+    write_particles_star(files["data"], particles)
+    ref = image_reference(files["classes"])
+    general = {
+        "rlnReferenceDimensionality": 2, "rlnDataDimensionality": 2, "rlnOriginalImageSize": int(box),
+        "rlnCurrentImageSize": int(box), "rlnPixelSize": float(pixel_size), "rlnNrClasses": int(k),
+        "rlnNrBodies": 1, "rlnNrGroups": 1,
+    }
+    table = pd.DataFrame({
+        "rlnReferenceImage": [f"{i + 1:06d}@{ref}" for i in range(k)],
+        "rlnClassDistribution": counts / max(int(counts.sum()), 1),
+        "rlnAccuracyRotations": np.full(k, 999.0),
+        "rlnAccuracyTranslationsAngst": np.full(k, 999.0),
+        "rlnEstimatedResolution": res,
+        "rlnOverallFourierCompleteness": np.zeros(k),
+        "rlnClassPriorOffsetX": np.zeros(k),
+        "rlnClassPriorOffsetY": np.zeros(k),
+    })
+    write_star(files["model"], {"model_general": general, "model_classes": table})
+    return {**files, "counts": counts}
