@@ -16,11 +16,12 @@ def test_builtin_engine_is_registered_and_follows_the_protocol():
     engine = get_engine("builtin", device="cpu", threads=1)
     assert isinstance(engine, BuiltinEngine)
     assert isinstance(engine, Engine)
-    assert engine.supports("classify2d") and not engine.supports("reconstruct")
+    assert engine.supports("classify2d") and engine.supports("reconstruct") and engine.supports("abinit")
+    assert not engine.supports("extract")
     assert {"builtin", "relion", "cryosparc"} <= set(available_engines())
 
 
-@pytest.mark.parametrize("operation", ["reconstruct", "abinit", "extract"])
+@pytest.mark.parametrize("operation", ["extract"])
 def test_operations_outside_capabilities_raise_instead_of_faking(operation, tmp_path):
     engine = get_engine("builtin")
     with pytest.raises(UnsupportedOperation, match=f"builtin engine does not provide {operation}"):

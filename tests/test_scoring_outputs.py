@@ -106,18 +106,23 @@ def test_gallery_written_by_score_job(project, scored):
     assert png.shape[:2] == (round(1 * 1.45 * 100), round(6 * 1.26 * 100))  # one row of six panels
 
 
-def test_cli_scores_a_cryosparc_job_and_refuses_without_a_model(project, capsys):
+def test_cli_scores_a_cryosparc_job_with_the_shipped_model_by_default(project, capsys):
     cwd = os.getcwd()
     os.chdir(project)
     try:
         assert cli_main(["score", "J12", "--model", "model.pt", "-o", "cs_scores", "--batch-size", "2",
                          "--no-gallery"]) == 0
-        assert cli_main(["score", "J12", "-o", "none"]) == 2
+        assert cli_main(["score", "J12", "-o", "shipped", "--no-gallery"]) == 0
+        assert cli_main(["score", "J12", "--model", "default", "-o", "shipped2", "--no-gallery"]) == 0
+        assert cli_main(["score", "J12", "--model", "missing.pt", "-o", "none"]) == 2
     finally:
         os.chdir(cwd)
     err = capsys.readouterr().err
-    assert "cryosift score: error: no scoring model given" in err and "cryosift train" in err
+    assert "cryosift score: error: missing.pt: file not found" in err
     assert not (project / "none").exists()
+    shipped = pd.read_csv(project / "shipped/scores.csv")
+    assert shipped["class"].tolist() == [1, 2, 3, 4, 5] and np.isfinite(shipped["score"]).all()
+    pd.testing.assert_frame_equal(shipped, pd.read_csv(project / "shipped2/scores.csv"))
     t = starfile.read(project / "cs_scores/scores.star", always_dict=True)["model_classes"]
     assert t["rlnImageName"].tolist() == [f"{i:06d}@J12/J12_020_class_averages.mrc:mrcs" for i in range(1, 6)]
     assert not (project / "cs_scores/scores.png").exists()

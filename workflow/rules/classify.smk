@@ -37,4 +37,4 @@ rule classify:
         "cryosift classify2d {input.particles} -o {params.job} --engine {params.engine}"
         " --classes {params.classes} --iterations {params.iterations} --tau2-fudge {params.tau2}"
         " --box {params.box} --diameter {params.diameter} --seed {params.seed} {params.device}"
-        " --manifest {output} {params.previous} -j {threads} {params.extra} > {log} 2>&1"
+        " --manifest {output} {params.previous} --continue-if-same -j {threads} {params.extra} > {log} 2>&1"

@@ -28,8 +28,8 @@ rule abinit:
     input:
         particles=f"{RESULTS}/extract/{{dataset}}/cutoff{{cutoff}}/particles.star",
     output:
-        volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/map.mrc",
-        particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/particles.star",
+        volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
+        particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
     params:
         engine=lambda wc: ds_engine(wc.dataset),
         out=lambda wc, output: str(Path(output.volume).parent),

@@ -3,8 +3,8 @@
 
 rule validate:
     input:
-        volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/map.mrc",
-        particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/particles.star",
+        volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
+        particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
     output:
         f"{RESULTS}/validate/{{dataset}}/cutoff{{cutoff}}/validation.json",

@@ -8,12 +8,16 @@ Examples::
     cryosift classify2d particles.star -o Class2D/job010 --classes 50 --diameter 180
     cryosift classify2d J12_particles.cs -o Class2D/job011 --classes 20 --iterations 25 --device cuda
     cryosift classify2d particles.star -o Class2D/job010 --iterations 30 --continue
+    cryosift classify2d kept.star -o round2/ --manifest round2/classification.json \
+        --previous round1/classification.json --previous-selection select/round1/selection.json
 """
 
 import logging
 
 from cryosift.engines import get_engine
 from cryosift.engines.builtin.params import Class2DParams
+from cryosift.errors import InputError
+from cryosift.pipeline.manifest import loop_stopped, reuse_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,14 @@ def add_args(parser):
                         help="write iteration files every n iterations (default: %(default)s)")
     parser.add_argument("--continue", dest="resume", action="store_true",
                         help="continue from the job's last finished iteration")
+    parser.add_argument("--continue-if-same", dest="resume_if_same", action="store_true",
+                        help="continue a killed run made with the same settings; otherwise start afresh "
+                             "(what workflow reruns use)")
+    parser.add_argument("--manifest", help="also write this classification manifest (JSON naming the finished files)")
+    parser.add_argument("--previous", help="manifest of the previous loop round's classification")
+    parser.add_argument("--previous-selection",
+                        help="selection.json of the previous round: when it ended the loop, the previous "
+                             "classification is reused (--manifest then names it) and nothing is classified")
     parser.add_argument("--device", help="cuda, cuda:1 or cpu (default: GPU if present)")
     parser.add_argument("-j", "--threads", type=int, help="CPU threads (default: all allocated)")
 
@@ -73,13 +85,35 @@ COMMON = ("classes", "iterations", "particle_diameter", "tau2_fudge", "psi_step"
           "highres_limit", "center_classes", "seed")
 
 
+def _builtin(engine, args, params):
+    if not args.resume_if_same:
+        return engine.classify2d(args.particles, args.output, params, resume=args.resume)
+    try:
+        return engine.classify2d(args.particles, args.output, params, resume=True)
+    except InputError as exc:
+        if "cannot continue" not in exc.problem:
+            raise
+        log.info("%s; starting afresh", exc.problem)
+        return engine.classify2d(args.particles, args.output, params, resume=False)
+
+
 def main(args):
+    if bool(args.previous) != bool(args.previous_selection):
+        raise InputError(args.previous or args.previous_selection, "--previous and --previous-selection go together")
+    if args.previous and loop_stopped(args.previous_selection):
+        if not args.manifest:
+            raise InputError(args.previous_selection, "the loop has stopped; give --manifest to record the reuse")
+        reuse_manifest(args.manifest, args.previous)
+        log.info("the loop stopped after the previous round: %s reuses %s", args.manifest, args.previous)
+        return
     engine = get_engine(args.engine, device=args.device, threads=args.threads)
     params = params_from_args(args)
     if args.engine == "builtin":
-        result = engine.classify2d(args.particles, args.output, params, resume=args.resume)
+        result = _builtin(engine, args, params)
     else:  # other engines take the common settings (and continue unfinished jobs themselves)
         common = {k: getattr(params, k) for k in COMMON if k != "particle_diameter" or params.particle_diameter > 0}
         result = engine.classify2d(args.particles, args.output, **common)
+    if args.manifest:
+        write_manifest(args.manifest, args.engine, result.job_dir)
     log.info("%s: %d classes after iteration %d in %.1f s", result.model_star, args.classes, result.iteration,
              result.extra.get("wall_s", float("nan")))

@@ -2,14 +2,16 @@
 
 Writes scores.star (RELION: sort on rlnParticleFigureOfMerit in relion_display; rlnClassScore
 0..1 beside it), scores.csv (score, estimated mass, all features) and scores.png (gallery,
-best first). Scores are never clamped. cryosift ships no model: give one with --model
-(train it with `cryosift train` or `snakemake train`, or use a published CryoSift checkpoint).
+best first). Scores are never clamped. Without --model (or with --model default) the model
+shipped with cryosift scores (see src/cryosift/models/MODEL_CARD.md); --model takes any
+other checkpoint: one trained or fine-tuned with `cryosift train`, or published CryoSift
+weights (e.g. final_model_cont.pth).
 
 Examples::
 
-    cryosift score Class2D/job012 --model model.pt -o results/score/scores.star
-    cryosift score J42/J42_020_class_averages.cs --model model.pt -o scored/
-    cryosift score classes.mrcs --features classes.csv --pixel-size 2.1 --model model.pt -o scored/
+    cryosift score Class2D/job012 -o results/score/scores.star
+    cryosift score J42/J42_020_class_averages.cs -o scored/
+    cryosift score classes.mrcs --features classes.csv --pixel-size 2.1 --model mine.pt -o scored/
 """
 
 import logging
@@ -24,7 +26,9 @@ log = logging.getLogger(__name__)
 def add_args(parser):
     parser.add_argument("classes", help="RELION Class2D job folder or run_itNNN_model.star; cryoSPARC 2D job "
                                         "folder or *_class_averages.cs/.mrc; or an MRC stack with --features")
-    parser.add_argument("--model", help="checkpoint to score with (ours or a published CryoSift .pth)")
+    parser.add_argument("--model", default="default",
+                        help="checkpoint to score with (ours or a published CryoSift .pth); "
+                             "'default' is the model shipped with cryosift (default: %(default)s)")
     parser.add_argument("-o", "--out", default="scores.star",
                         help="scores.star path or output folder; .csv and .png are written beside it (default: %(default)s)")
     parser.add_argument("--particles", help="cryoSPARC *_particles.cs when not beside the class averages")

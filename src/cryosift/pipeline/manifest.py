@@ -63,3 +63,27 @@ def is_manifest(path: str | Path) -> bool:
         return json.loads(p.read_text()).get("format") == FORMAT
     except (json.JSONDecodeError, AttributeError):
         return False
+
+
+def loop_stopped(selection_json: str | Path) -> bool:
+    """Whether a round's ``selection.json`` ended the selection loop (nothing more to classify)."""
+    p = require_file(selection_json)
+    try:
+        record = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(p, f"not valid JSON ({exc})") from None
+    if "stop" not in record:
+        raise InputError(p, "not a round selection summary (no 'stop' entry)")
+    return bool(record["stop"])
+
+
+def reuse_manifest(path: str | Path, previous: str | Path) -> dict:
+    """Write a manifest at ``path`` that names the classification of ``previous`` (a manifest).
+
+    Used when the loop stopped in the previous round: the round after it classifies nothing
+    new, and its steps read the previous round's classification.
+    """
+    record = read_manifest(previous)
+    extra = {k: v for k, v in record.items() if k not in {"format", "engine", "iteration", "job_dir", "model_star",
+                                                        "data_star", "classes_mrcs", "reused_from"}}
+    return write_manifest(path, record["engine"], record["job_dir"], reused_from=Path(previous).resolve(), **extra)

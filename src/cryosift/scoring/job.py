@@ -16,12 +16,13 @@ from cryosift.scoring.inference import DEFAULT_BATCH_SIZE, score_classes
 from cryosift.scoring.inputs import class_image_names, load_classes
 from cryosift.scoring.outputs import write_scores_csv, write_scores_star
 
-#: Where a model shipped with the package would live (none is shipped yet).
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "cryosift.pt"
+#: The model shipped with the package (src/cryosift/models/default.pt; see MODEL_CARD.md there).
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.pt"
+#: Name that selects the shipped model wherever a model is asked for.
+DEFAULT_MODEL_NAME = "default"
 
-NO_MODEL_HELP = ("no scoring model given: pass --model CHECKPOINT. cryosift ships no trained model yet; "
-                 "train one with `cryosift train` (or `snakemake train`), or pass a published CryoSift "
-                 "checkpoint (e.g. final_model_cont.pth) with --model")
+NO_MODEL_HELP = ("the shipped scoring model is missing from this installation (expected {path}); reinstall "
+                 "cryosift, train one with `cryosift train` (or `snakemake train`), or pass a checkpoint with --model")
 
 
 @dataclass
@@ -43,12 +44,18 @@ def output_paths(out: str | Path) -> tuple[Path, Path, Path]:
 
 
 def resolve_model(model: str | Path | ScoringModel | None, device=None) -> ScoringModel:
-    """The model to score with: the given one, else a shipped one, else an InputError saying how to get one."""
+    """The model to score with: the given one; None or ``"default"`` -> the shipped model.
+
+    Raises
+    ------
+    InputError
+        The checkpoint is missing or unreadable, or the shipped model is absent.
+    """
     if isinstance(model, ScoringModel):
         return model.to(device) if device is not None else model
-    if model is None:
+    if model is None or str(model) == DEFAULT_MODEL_NAME:
         if not SHIPPED_MODEL.exists():
-            raise InputError(None, NO_MODEL_HELP)
+            raise InputError(None, NO_MODEL_HELP.format(path=SHIPPED_MODEL))
         model = SHIPPED_MODEL
     return load_checkpoint(model, device=device)
 
@@ -63,8 +70,8 @@ def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: st
     ----------
     path : str or Path
         Class averages (see :func:`cryosift.scoring.inputs.load_classes`).
-    model : str, Path or ScoringModel
-        Checkpoint to score with.
+    model : str, Path, ScoringModel or None
+        Checkpoint to score with; None or ``"default"``: the shipped model.
     out : str or Path
         ``scores.star`` path (the CSV and PNG get the same stem) or a folder.
     particles, features, pixel_size

@@ -1,0 +1,85 @@
+"""How well a scoring model reproduces ground-truth grades on held-out simulated data.
+
+Metrics (docs/training.md, benchmarks/score_quality.py):
+
+- ``spearman``: rank correlation of score and ground-truth grade over all class averages;
+- ``auc``: area under the ROC curve of the score separating junk classes (purity < 0.5, or
+  no members) from good ones (ground-truth grade <= 3.5); 1 = every junk class scores worse;
+- ``mse``: mean squared error of the network output against the [0, 1] target 0.2 (5 - grade),
+  the paper's validation figure;
+- selection at a cutoff, per dataset on the last classification iteration: fraction of the
+  true particles in classes scoring <= cutoff (kept) and of the junk particles in the others
+  (removed), pooled over datasets; also for the oracle that selects on the true grades.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from cryosift.scoring.checkpoint import ScoringModel
+from cryosift.scoring.decode import decode
+from cryosift.scoring.training.data import Examples
+from cryosift.scoring.training.train import predict_examples
+
+JUNK_PURITY = 0.5
+GOOD_GRADE = 3.5
+
+
+def roc_auc(bad_scores, good_scores) -> float:
+    """P(score of a bad item > score of a good item), ties counting half (Mann-Whitney U / n1 n2)."""
+    bad = np.asarray(bad_scores, dtype=np.float64)
+    good = np.asarray(good_scores, dtype=np.float64)
+    if len(bad) == 0 or len(good) == 0:
+        return float("nan")
+    allv = np.concatenate([bad, good])
+    ranks = pd.Series(allv).rank(method="average").to_numpy()
+    u = ranks[: len(bad)].sum() - len(bad) * (len(bad) + 1) / 2.0
+    return float(u / (len(bad) * len(good)))
+
+
+def score_examples(model: ScoringModel, examples: Examples, device=None) -> pd.DataFrame:
+    """The examples' table with ``network_output`` and ``score`` added (grade decode)."""
+    dev = device if device is not None else model.device
+    raw = predict_examples(model.network.to(dev), examples, dev)
+    table = examples.table.copy()
+    table["network_output"] = raw
+    table["score"] = decode(raw, "grade") if model.config.decode == "grade" else decode(
+        raw, model.config.decode, table["resolution_A"].to_numpy())
+    table["target"] = examples.target.numpy().astype(np.float64)
+    return table
+
+
+def selection(table: pd.DataFrame, cutoff: float, column: str = "score") -> dict:
+    """Kept true and removed junk particles when classes with ``column`` <= cutoff are kept (pooled)."""
+    keep = table[column].to_numpy() <= cutoff
+    true, junk = table["true_members"].to_numpy(np.float64), table["junk_members"].to_numpy(np.float64)
+    return {"true_kept": float(true[keep].sum() / max(true.sum(), 1.0)),
+            "junk_removed": float(1.0 - junk[keep].sum() / max(junk.sum(), 1.0))}
+
+
+def quality(table: pd.DataFrame, cutoff: float = 3.5) -> dict:
+    """All metrics from a scored table (:func:`score_examples` of graded training datasets)."""
+    grade = table["grade"].to_numpy(np.float64)
+    score = table["score"].to_numpy(np.float64)
+    purity = table["purity"].to_numpy(np.float64)
+    junk = ~(purity >= JUNK_PURITY)
+    good = (grade <= GOOD_GRADE) & ~junk
+    out = {
+        "classes": int(len(table)),
+        "spearman": float(spearmanr(score, grade).statistic) if len(table) > 2 else float("nan"),
+        "auc": roc_auc(score[junk], score[good]),
+        "junk_classes": int(junk.sum()), "good_classes": int(good.sum()),
+        "mse": float(np.mean((table["network_output"].to_numpy() - table["target"].to_numpy()) ** 2)),
+        "mae_grade": float(np.mean(np.abs(score - grade))),
+    }
+    final = table[table["final"].astype(bool)] if "final" in table else table
+    out["cutoff"] = cutoff
+    out["selection"] = selection(final, cutoff)
+    out["oracle_selection"] = selection(final, cutoff, "grade")
+    per = [selection(g, cutoff) for _, g in final.groupby("dataset")] if "dataset" in final else []
+    if per:
+        out["datasets"] = len(per)
+        out["datasets_meeting_selection"] = int(sum(p["true_kept"] >= 0.95 and p["junk_removed"] >= 0.90 for p in per))
+    return out

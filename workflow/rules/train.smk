@@ -1,0 +1,146 @@
+# Training the scoring model: simulated datasets, 2D-classified and graded against their ground
+# truth, then the network. Run with the training configuration:
+#   snakemake -s workflow/Snakefile --configfile config/train.yaml train --cores 2
+# Datasets 0 .. N-1 train the model; N .. N+heldout-1 (other structures) measure its quality, and
+# the selection datasets (well-classifiable, more junk) measure the selection at the cutoff.
+import json as _json
+
+TRAIN = config.get("train", {})
+TRAIN_OUT = TRAIN.get("out", "results/train")
+TRAIN_SEED = TRAIN.get("seed", 2025)
+TRAIN_N = int(TRAIN.get("datasets", 96))
+HELDOUT_N = int(TRAIN.get("heldout", 24))
+TRAIN_SETTINGS = TRAIN.get("settings") or {}
+SELECTION = TRAIN.get("selection", {})
+SELECTION_N = int(SELECTION.get("datasets", 0))
+# Per kind of dataset: numbers, master seed and generation settings.
+TRAIN_RANGES = {"data": (0, TRAIN_N), "heldout": (TRAIN_N, HELDOUT_N), "selection": (0, SELECTION_N)}
+TRAIN_CSVS = {
+    kind: [f"{TRAIN_OUT}/{kind}/ds{i:04d}/classes.csv" for i in range(first, first + count)]
+    for kind, (first, count) in TRAIN_RANGES.items()
+}
+TRAIN_SEEDS = {"data": TRAIN_SEED, "heldout": TRAIN_SEED, "selection": SELECTION.get("seed", 7)}
+TRAIN_SETTING_ARGS = {
+    kind: (f"--settings '{_json.dumps(settings)}'" if settings else "")
+    for kind, settings in (("data", TRAIN_SETTINGS), ("heldout", TRAIN_SETTINGS),
+                           ("selection", SELECTION.get("settings") or {}))
+}
+
+
+rule train_simulate:
+    output:
+        f"{TRAIN_OUT}/{{kind}}/ds{{index}}/settings.json",
+    params:
+        folder=lambda wc, output: str(Path(output[0]).parent),
+        index=lambda wc: int(wc.index),
+        seed=lambda wc: TRAIN_SEEDS[wc.kind],
+        settings=lambda wc: TRAIN_SETTING_ARGS[wc.kind],
+        device=device_arg(),
+    wildcard_constraints:
+        kind="data|heldout|selection",
+        index=r"\d{4}",
+    log:
+        f"{TRAIN_OUT}/logs/simulate/{{kind}}/ds{{index}}.log",
+    benchmark:
+        f"{TRAIN_OUT}/benchmarks/simulate/{{kind}}/ds{{index}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "cryosift train --generate {params.folder} --stage simulate --index {params.index} --seed {params.seed}"
+        " {params.settings} {params.device} -j {threads} > {log} 2>&1"
+
+
+rule train_grade:
+    input:
+        f"{TRAIN_OUT}/{{kind}}/ds{{index}}/settings.json",
+    output:
+        csv=f"{TRAIN_OUT}/{{kind}}/ds{{index}}/classes.csv",
+        averages=f"{TRAIN_OUT}/{{kind}}/ds{{index}}/averages.npz",
+    params:
+        folder=lambda wc, input: str(Path(input[0]).parent),
+    wildcard_constraints:
+        kind="data|heldout|selection",
+        index=r"\d{4}",
+    log:
+        f"{TRAIN_OUT}/logs/grade/{{kind}}/ds{{index}}.log",
+    benchmark:
+        f"{TRAIN_OUT}/benchmarks/grade/{{kind}}/ds{{index}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "cryosift train --generate {params.folder} --stage grade -j {threads} > {log} 2>&1"
+
+
+rule train_model:
+    input:
+        TRAIN_CSVS["data"],
+    output:
+        model=f"{TRAIN_OUT}/model/default.pt",
+        metrics=f"{TRAIN_OUT}/model/training.json",
+    params:
+        data=lambda wc, input: str(Path(input[0]).parent.parent),
+        epochs=TRAIN.get("epochs", 30),
+        batch=TRAIN.get("batch_size", 32),
+        lr=TRAIN.get("lr", 1e-4),
+        wd=TRAIN.get("weight_decay", 1e-4),
+        val=TRAIN.get("val_fraction", 0.1),
+        iterations=TRAIN.get("iterations", "all"),
+        seed=TRAIN.get("train_seed", 0),
+        device=device_arg(),
+    log:
+        f"{TRAIN_OUT}/logs/train_model.log",
+    benchmark:
+        f"{TRAIN_OUT}/benchmarks/train_model.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=180,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "cryosift train --data {params.data} -o {output.model} --epochs {params.epochs} --batch-size {params.batch}"
+        " --lr {params.lr} --weight-decay {params.wd} --val-fraction {params.val} --iterations {params.iterations}"
+        " --seed {params.seed} --metrics {output.metrics} {params.device} -j {threads} > {log} 2>&1"
+
+
+rule train_quality:
+    input:
+        model=f"{TRAIN_OUT}/model/default.pt",
+        data=lambda wc: TRAIN_CSVS[wc.kind],
+    output:
+        json=f"{TRAIN_OUT}/model/quality_{{kind}}.json",
+        csv=f"{TRAIN_OUT}/model/quality_{{kind}}.csv",
+    params:
+        data=lambda wc, input: str(Path(input.data[0]).parent.parent),
+        cutoff=TRAIN.get("cutoff", 3.5),
+    wildcard_constraints:
+        kind="heldout|selection",
+    log:
+        f"{TRAIN_OUT}/logs/train_quality_{{kind}}.log",
+    benchmark:
+        f"{TRAIN_OUT}/benchmarks/train_quality_{{kind}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../../envs/cryosift.yaml"
+    shell:
+        "python benchmarks/score_quality.py --data {params.data} --model {input.model} --cutoff {params.cutoff}"
+        " --json {output.json} --csv {output.csv} > {log} 2>&1"
+
+
+rule train:
+    input:
+        rules.train_model.output.model,
+        f"{TRAIN_OUT}/model/quality_heldout.json",
+        [f"{TRAIN_OUT}/model/quality_selection.json"] if SELECTION_N else [],
