@@ -40,4 +40,4 @@ def main(args):
         return
     pset = extract_unbinned(args.particles, args.reference)
     write_particles_star(args.out, pset)
-    log.info("%d particles at %d px, %.3f Å/px -> %s", len(pset), pset.box, pset.pixel_size[0], args.out)
+    log.info("%d particles at %d px -> %s", len(pset), pset.box, args.out)

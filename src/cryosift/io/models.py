@@ -38,6 +38,8 @@ def split_image_names(names) -> tuple[np.ndarray, np.ndarray]:
         Stack paths, object array, shape (n,).
     """
     s = pd.Series(np.asarray(names, dtype=object)).astype(str)
+    if s.empty:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
     parts = s.str.split("@", n=1, expand=True)
     if parts.shape[1] == 1:
         # Single-image files: "path" alone means image 1 of that file.

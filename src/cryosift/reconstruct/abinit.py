@@ -40,7 +40,7 @@ from cryosift.io.rotations import matrix_to_euler
 from cryosift.io.star import write_particles_star
 from cryosift.reconstruct.known_poses import reconstruct_half_maps
 from cryosift.reconstruct.particles import assign_half_sets, common_pixel_size
-from cryosift.reconstruct.posesearch import Disc, prepare_particles
+from cryosift.reconstruct.prepared import Disc, prepare_particles
 from cryosift.reconstruct.schedule import AbinitSchedule
 from cryosift.reconstruct.sgd import AbinitOptimiser, SearchSettings
 
@@ -137,8 +137,8 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
            final_resolution: float = 12.0, initial_batch: int = 300, final_batch: int = 1000,
            iterations: tuple[int, int, int] | None = None, symmetry: str = "C1", device=None,
            progress: bool = False, mask_diameter: float | None = None, max_shift: float | None = None,
-           ctf: bool = True, schedule: AbinitSchedule | None = None,
-           search: SearchSettings | None = None) -> AbinitResult:
+           ctf: bool = True, starts: int = 8, select_resolution: float = 20.0,
+           schedule: AbinitSchedule | None = None, search: SearchSettings | None = None) -> AbinitResult:
     """Ab initio map and poses from particles without poses.
 
     Parameters
@@ -169,6 +169,10 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
         Largest particle origin searched in Å (default 8 % of the box).
     ctf : bool
         Model the particles' CTFs.
+    starts : int
+        Random starting maps tried through the coarse iterations (the best is kept).
+    select_resolution : float
+        Resolution in Å at which the best start is chosen.
     schedule, search : optional
         Full settings objects; when given they override the arguments above.
 
@@ -187,7 +191,8 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
         counts = {} if iterations is None else dict(zip(("initial_iterations", "ramp_iterations", "final_iterations"),
                                                          (int(i) for i in iterations)))
         schedule = AbinitSchedule(initial_resolution=float(initial_resolution), final_resolution=float(final_resolution),
-                                  initial_batch=int(initial_batch), final_batch=int(final_batch), **counts)
+                                  initial_batch=int(initial_batch), final_batch=int(final_batch), starts=int(starts),
+                                  select_resolution=float(select_resolution), **counts)
     search = search or default_search(box, pixel_size, mask_diameter, max_shift)
     dev = pick_device(None if device is None else str(device))
     out = Path(out_dir)
@@ -198,7 +203,7 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
     log.info("ab initio: %d particles, %d px at %.3f Å/px, %.1f -> %.1f Å, %d iterations, seed %d, %s",
              len(pset), box, pixel_size, schedule.initial_resolution, box * pixel_size / max_radius,
              schedule.iterations, seed, dev)
-    prepared = prepare_particles(pset, disc, pixel_size, dev, ctf=ctf, progress=progress)
+    prepared = prepare_particles(pset, disc, pixel_size, dev, search.mask_diameter, ctf=ctf, progress=progress)
     optimiser = AbinitOptimiser(prepared, disc, schedule, search, seed, symmetry)
     optimiser.run(progress=progress)
     rotations, origins, max_prob = optimiser.final_poses(progress=progress)

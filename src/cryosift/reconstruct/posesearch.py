@@ -1,170 +1,25 @@
 """Pose search: score particles against projections of a map over orientations and shifts.
 
-Particles and projections are compared on a disc of Fourier coefficients (rfft half plane,
-sorted by radius so that a lower resolution is a prefix). The log-likelihood of pose
-(A, t) under white-per-shell Gaussian noise of variance v(|k|) is, up to a constant,
+Particles and projections are compared on a disc of Fourier coefficients (see
+:mod:`cryosift.reconstruct.prepared`). The log-likelihood of pose (A, t) under Gaussian
+noise of variance v(|k|) per coefficient is, up to a constant,
 
     L = sum_k w_k [2 Re(conj(Z_t) CTF P_A) - CTF^2 |P_A|^2] / v,
 
-with Z_t the particle transform moved back by t and w_k = 1/2 on the kx = 0 column
-(its Friedel mates are in the half plane too). Scores are divided by a temperature
+with Z_t the particle transform re-centred by origin t and w_k = 1/2 on the kx = 0 column
+(its Friedel mates are in the half plane too). Scores may be divided by a temperature
 (>= 1) that keeps early posteriors broad.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 
-import numpy as np
 import torch
 
-from cryosift.io.images import read_particle_images
-from cryosift.io.models import ParticleSet
 from cryosift.projection import Projector
-from cryosift.reconstruct.particles import image_transforms, particle_ctfs, undo_origin
+from cryosift.reconstruct.particles import undo_origin
 from cryosift.reconstruct.sampling import local_offsets
-
-
-@dataclass
-class Disc:
-    """Fourier coefficients of a half plane within a radius, sorted by radius.
-
-    Attributes
-    ----------
-    freqs : torch.Tensor
-        (kx, ky) in Fourier px, float32, shape (K, 2); kx >= 0.
-    radius : torch.Tensor
-        |k| in Fourier px, float32, shape (K,).
-    mult : torch.Tensor
-        0.5 on the kx = 0 column, 1 elsewhere, float32, shape (K,).
-    shell : torch.Tensor
-        round(|k|), int64, shape (K,).
-    """
-
-    freqs: torch.Tensor
-    radius: torch.Tensor
-    mult: torch.Tensor
-    shell: torch.Tensor
-
-    @classmethod
-    def build(cls, max_radius: float, device=None) -> "Disc":
-        """All half-plane coefficients with |k| <= max_radius (Fourier px)."""
-        r = int(np.floor(max_radius))
-        ky, kx = torch.meshgrid(torch.arange(-r, r + 1, device=device), torch.arange(0, r + 1, device=device), indexing="ij")
-        ky, kx = ky.reshape(-1).float(), kx.reshape(-1).float()
-        rad = torch.sqrt(kx**2 + ky**2)
-        keep = rad <= max_radius
-        order = torch.argsort(rad[keep], stable=True)
-        kx, ky, rad = kx[keep][order], ky[keep][order], rad[keep][order]
-        return cls(torch.stack([kx, ky], 1), rad, torch.where(kx == 0, 0.5, 1.0), torch.round(rad).long())
-
-    def count(self, radius: float) -> int:
-        """Number of leading coefficients with |k| <= radius."""
-        return int(torch.searchsorted(self.radius, torch.tensor(radius + 1e-6, device=self.radius.device), right=True))
-
-    def index(self, box: int, half: bool) -> torch.Tensor:
-        """Flat positions of the coefficients in a (box, box // 2 + 1) rfft or (box, box) FFT plane."""
-        iy = torch.remainder(self.freqs[:, 1].long(), box)
-        ix = self.freqs[:, 0].long()
-        return iy * (box // 2 + 1 if half else box) + ix
-
-
-@dataclass
-class PreparedParticles:
-    """Particle transforms and CTFs on a disc, held in memory for repeated pose search.
-
-    Attributes
-    ----------
-    values : torch.Tensor
-        Transforms of the particle images (origin not undone), complex64, shape (n, K).
-    ctf : torch.Tensor
-        CTF at the same coefficients, float32, shape (n, K).
-    box : int
-        Particle box in px.
-    pixel_size : float
-        Å/px.
-    noise : torch.Tensor
-        Noise power per coefficient, E|N(k)|^2, per shell (index = round(|k|)), measured in
-        the image corners outside the particle, float32, shape (n_shells,).
-    power : torch.Tensor
-        Mean |X(k)|^2 per shell over all particles (signal and noise), same shape.
-    ctf_power : torch.Tensor
-        Mean CTF^2 per shell, same shape.
-    """
-
-    values: torch.Tensor
-    ctf: torch.Tensor
-    box: int
-    pixel_size: float
-    noise: torch.Tensor
-    power: torch.Tensor
-    ctf_power: torch.Tensor
-
-
-def _shell_sums(values: torch.Tensor, shell: torch.Tensor, n_shell: int) -> torch.Tensor:
-    """Sum over particles and over the coefficients of each shell, float64, shape (n_shell,)."""
-    return torch.zeros(n_shell, dtype=torch.float64, device=values.device).index_add_(0, shell, values.sum(0).double())
-
-
-def prepare_particles(pset: ParticleSet, disc: Disc, pixel_size: float, device, particle_diameter: float,
-                      chunk: int = 512, ctf: bool = True, progress: bool = False) -> PreparedParticles:
-    """Read every particle once; keep its disc of Fourier coefficients, its CTF and the spectra.
-
-    Parameters
-    ----------
-    pset : ParticleSet
-        The particles.
-    disc : Disc
-        Coefficients to keep.
-    pixel_size : float
-        Å/px.
-    device : torch.device
-        Where the arrays live.
-    particle_diameter : float
-        Å; pixels farther than half of it from the centre measure the noise spectrum.
-    chunk : int
-        Particles read at a time.
-    ctf : bool
-        Model the CTF (False: ones).
-    progress : bool
-        Show a progress bar.
-    """
-    box = pset.box
-    idx = disc.index(box, half=True)
-    n, k = len(pset), len(disc.radius)
-    n_shell = int(disc.shell.max()) + 1
-    values = torch.empty((n, k), dtype=torch.complex64, device=device)
-    ctfs = torch.empty((n, k), dtype=torch.float32, device=device)
-    # Soft-edged complement of the particle disc: the background the noise is measured in.
-    c = torch.arange(box, device=device, dtype=torch.float32) - box // 2
-    r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2)
-    outside = ((r - 0.5 * particle_diameter / pixel_size) / 3.0).clamp(0.0, 1.0)
-    sums = {name: torch.zeros(n_shell, dtype=torch.float64, device=device) for name in ("noise", "power", "ctf")}
-    starts = range(0, n, chunk)
-    if progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, total=(n + chunk - 1) // chunk, unit="chunk", desc="reading particles")
-    for s in starts:
-        rows = np.arange(s, min(n, s + chunk))
-        images = torch.as_tensor(read_particle_images(pset, rows), device=device)
-        values[s:s + len(rows)] = image_transforms(images, device).reshape(len(rows), -1)[:, idx]
-        ctfs[s:s + len(rows)] = particle_ctfs(pset, rows, box, pixel_size, device, ctf).reshape(len(rows), -1)[:, idx]
-        background = image_transforms(images * outside, device).reshape(len(rows), -1)[:, idx]
-        sums["noise"] += _shell_sums(background.abs() ** 2, disc.shell, n_shell)
-        sums["power"] += _shell_sums(values[s:s + len(rows)].abs() ** 2, disc.shell, n_shell)
-        sums["ctf"] += _shell_sums(ctfs[s:s + len(rows)] ** 2, disc.shell, n_shell)
-    count = torch.zeros(n_shell, dtype=torch.float64, device=device).index_add_(
-        0, disc.shell, torch.ones(k, dtype=torch.float64, device=device)) * n
-    power = (sums["power"] / count.clamp_min(1)).float()
-    area = float((outside**2).sum())
-    if area > 0.05 * box * box:
-        noise = (sums["noise"] / count.clamp_min(1) * (box * box / area)).float()
-        noise = torch.minimum(noise, power)
-    else:  # no background to measure: take all the power as noise (broad posteriors)
-        noise = power.clone()
-    return PreparedParticles(values, ctfs, box, pixel_size, noise.clamp_min(1e-12), power,
-                             (sums["ctf"] / count.clamp_min(1)).float().clamp_min(1e-6))
 
 
 class DiscProjector(Projector):
@@ -255,29 +110,96 @@ def global_search(values: torch.Tensor, ctf: torch.Tensor, weight: torch.Tensor,
     score : torch.Tensor
         Tempered log-likelihood of each kept pose, float32, shape (m, top).
     """
-    m, s, r = values.shape[0], shifts_px.shape[0], proj.shape[0]
-    k = proj.shape[1] // 2
-    pr = proj.T.contiguous()  # (2K, R)
-    p2 = (proj[:, :k] ** 2 + proj[:, k:] ** 2).T.contiguous()  # (K, R)
+    r = proj.shape[0]
     out_o, out_s, out_v = [], [], []
-    for a in range(0, m, chunk):
-        x, c = values[a:a + chunk], ctf[a:a + chunk]
-        mc = x.shape[0]
-        z = undo_origin(x.repeat_interleave(s, 0), freqs, shifts_px.repeat(mc, 1), box)  # (mc*S, K)
-        wc = (weight * c).repeat_interleave(s, 0)
-        cross = torch.cat([z.real * wc, z.imag * wc], dim=1) @ pr  # (mc*S, R)
-        quad = (weight * c * c) @ p2  # (mc, R)
-        score = (2.0 * cross.view(mc, s, r) - quad[:, None, :]) / temperature
-        v, i = torch.topk(score.reshape(mc, -1), min(top, s * r), dim=1)
+    for _, score in _score_chunks(values, ctf, weight, proj, freqs, shifts_px, box, chunk):
+        flat = score.reshape(score.shape[0], -1) / temperature
+        v, i = torch.topk(flat, min(top, flat.shape[1]), dim=1)
         out_o.append(i % r)
         out_s.append(i // r)
         out_v.append(v)
     return torch.cat(out_o), torch.cat(out_s), torch.cat(out_v)
 
 
+def _score_chunks(values, ctf, weight, proj, freqs, shifts_px, box, chunk):
+    """Yield (start, log-likelihoods (mc, S, R) at temperature 1) for chunks of particles.
+
+    The cross term is one matrix product of the re-centred, weighted particles (real and
+    imaginary parts side by side) with all sections; the CTF^2 |P|^2 term another.
+    """
+    s = shifts_px.shape[0]
+    k = proj.shape[1] // 2
+    pr = proj.T.contiguous()
+    p2 = (proj[:, :k] ** 2 + proj[:, k:] ** 2).T.contiguous()
+    for a in range(0, values.shape[0], chunk):
+        x, c = values[a:a + chunk], ctf[a:a + chunk]
+        mc = x.shape[0]
+        z = undo_origin(x.repeat_interleave(s, 0), freqs, shifts_px.repeat(mc, 1), box)
+        wc = (weight * c).repeat_interleave(s, 0)
+        cross = torch.cat([z.real * wc, z.imag * wc], dim=1) @ pr
+        yield a, 2.0 * cross.view(mc, s, -1) - ((weight * c * c) @ p2)[:, None, :]
+
+
+def marginal_log_likelihood(values: torch.Tensor, ctf: torch.Tensor, weight: torch.Tensor, proj: torch.Tensor,
+                            freqs: torch.Tensor, shifts_px: torch.Tensor, box: int, chunk: int = 64) -> torch.Tensor:
+    """Log-likelihood of each particle averaged over a global grid of poses (uniform prior).
+
+    Arguments as for :func:`global_search`. The particle's own |X|^2 term is left out, so
+    values compare maps on the same particles, not particles with each other.
+
+    Returns
+    -------
+    torch.Tensor
+        float32, shape (m,).
+    """
+    out = []
+    for _, score in _score_chunks(values, ctf, weight, proj, freqs, shifts_px, box, chunk):
+        flat = score.reshape(score.shape[0], -1)
+        out.append(torch.logsumexp(flat, dim=1) - math.log(flat.shape[1]))
+    return torch.cat(out)
+
+
+def calibrate_temperature(score: torch.Tensor, target_poses: float, floor: float = 1.0) -> float:
+    """The temperature at which posteriors spread over ``target_poses`` poses on average.
+
+    The spread is exp(entropy) of each particle's posterior (its effective number of
+    poses), averaged in log over particles; bisection in log T.
+
+    Parameters
+    ----------
+    score : torch.Tensor
+        Log-likelihoods at temperature 1, shape (m, P).
+    target_poses : float
+        Wanted effective number of poses (>= 1).
+    floor : float
+        Lowest temperature returned (1 keeps posteriors no sharper than the likelihood).
+
+    Returns
+    -------
+    float
+        Temperature >= ``floor``.
+    """
+    def log_spread(t: float) -> float:
+        logp = torch.log_softmax(score / t, dim=1)
+        return float((-(logp.exp() * logp).sum(1)).mean())
+
+    goal = math.log(max(target_poses, 1.0))
+    if log_spread(floor) >= goal:
+        return floor
+    lo, hi = math.log(floor), math.log(floor) + 12.0
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        if log_spread(math.exp(mid)) < goal:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp(hi)
+
+
 def marginal_search(values: torch.Tensor, ctf: torch.Tensor, weight: torch.Tensor, mult: torch.Tensor,
                     proj: torch.Tensor, freqs: torch.Tensor, shifts_px: torch.Tensor, box: int, temperature: float,
-                    chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                    target_poses: float | None = None,
+                    chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Expectation step over a whole global grid: posterior-weighted sums per grid orientation.
 
     Every particle is spread over all (orientation, shift) pairs by its tempered
@@ -285,7 +207,10 @@ def marginal_search(values: torch.Tensor, ctf: torch.Tensor, weight: torch.Tenso
     orientation are then inserted once per orientation (not once per particle).
 
     Parameters are those of :func:`global_search`, plus ``mult`` (0.5 on the kx = 0
-    column, shape (K,)).
+    column, shape (K,)) and ``target_poses``: when given, the temperature is raised (never
+    lowered) until posteriors of the first chunk spread over that many poses
+    (:func:`calibrate_temperature`), which keeps early iterations from locking onto the
+    random starting map.
 
     Returns
     -------
@@ -297,30 +222,29 @@ def marginal_search(values: torch.Tensor, ctf: torch.Tensor, weight: torch.Tenso
         Best grid orientation and shift index per particle, int64, shape (m,).
     max_probability : torch.Tensor
         Posterior of the best pose, float32, shape (m,).
+    temperature : float
+        The temperature used.
     """
-    m, s, r = values.shape[0], shifts_px.shape[0], proj.shape[0]
-    k = proj.shape[1] // 2
-    pr = proj.T.contiguous()
-    p2 = (proj[:, :k] ** 2 + proj[:, k:] ** 2).T.contiguous()
+    s, r, k = shifts_px.shape[0], proj.shape[0], proj.shape[1] // 2
     data = torch.zeros((r, 2 * k), device=values.device)
     wsum = torch.zeros((r, k), device=values.device)
     best_o, best_s, best_p = [], [], []
-    for a in range(0, m, chunk):
-        x, c = values[a:a + chunk], ctf[a:a + chunk]
-        mc = x.shape[0]
-        z = undo_origin(x.repeat_interleave(s, 0), freqs, shifts_px.repeat(mc, 1), box)  # (mc*S, K)
-        zri = torch.cat([z.real, z.imag], dim=1)
-        wc = torch.cat([weight * c, weight * c], dim=1).repeat_interleave(s, 0)
-        score = (2.0 * (zri * wc) @ pr).view(mc, s, r) - ((weight * c * c) @ p2)[:, None, :]
+    for a, score in _score_chunks(values, ctf, weight, proj, freqs, shifts_px, box, chunk):
+        mc = score.shape[0]
+        if a == 0 and target_poses is not None:
+            temperature = calibrate_temperature(score.reshape(mc, -1), target_poses, temperature)
         post = torch.softmax((score / temperature).reshape(mc, -1), dim=1)
         p, i = post.max(dim=1)
         best_o.append(i % r)
         best_s.append(i // r)
         best_p.append(p)
-        cm = torch.cat([c * mult, c * mult], dim=1).repeat_interleave(s, 0)
-        data += post.view(mc * s, r).T @ (zri * cm)
+        c = ctf[a:a + mc]
+        z = undo_origin(values[a:a + mc].repeat_interleave(s, 0), freqs, shifts_px.repeat(mc, 1), box)
+        cm = (c * mult).repeat_interleave(s, 0)
+        data += post.view(mc * s, r).T @ torch.cat([z.real * cm, z.imag * cm], dim=1)
         wsum += post.view(mc, s, r).sum(1).T @ (c * c * mult)
-    return torch.complex(data[:, :k], data[:, k:]), wsum, torch.cat(best_o), torch.cat(best_s), torch.cat(best_p)
+    return (torch.complex(data[:, :k], data[:, k:]), wsum, torch.cat(best_o), torch.cat(best_s), torch.cat(best_p),
+            float(temperature))
 
 
 def local_search(projector: DiscProjector, values: torch.Tensor, ctf: torch.Tensor,
@@ -393,13 +317,3 @@ def local_search(projector: DiscProjector, values: torch.Tensor, ctf: torch.Tens
         out_t.append(sh[b, ci, si])
         out_v.append(v)
     return torch.cat(out_r), torch.cat(out_t), torch.cat(out_v)
-
-
-def residual_power(values: torch.Tensor, ctf: torch.Tensor, proj: torch.Tensor, freqs: torch.Tensor,
-                   shifts_px: torch.Tensor, box: int) -> torch.Tensor:
-    """|Z_t - CTF P|^2 per coefficient for each particle at one pose, float32, shape (m, K).
-
-    ``proj`` holds the sections from :func:`project_disc`, shape (m, 2K).
-    """
-    z = undo_origin(values, freqs, shifts_px, box)
-    return (z - ctf * as_complex(proj)).abs() ** 2

@@ -1,12 +1,15 @@
-"""The ab initio optimisation loop: minibatch expectation-maximisation from a random map.
+"""The ab initio optimisation loop: projected stochastic gradient descent from random maps.
 
-Each iteration takes a minibatch of particles, scores them against projections of the
-current map (global grid, then two local refinements), and inserts each particle at its
-best poses weighted by their tempered posterior into a minibatch backprojector. The
-running map is an exponentially weighted average of minibatch reconstructions, each
-scaled to the full data set (online EM, as in cryoSPARC's 2D classification; the map
-moves like a stochastic gradient step of size ``step``). Resolution, minibatch size and
-temperature follow an :class:`~cryosift.reconstruct.schedule.AbinitSchedule`.
+Each iteration takes a minibatch of particles and scores it against projections of the
+current map. While the resolution is coarser than the global-search limit, every particle
+is spread over the whole orientation x shift grid by its posterior (marginalisation, as in
+RELION's and cryoSPARC's SGD); beyond it, a global search is refined locally and each
+particle is inserted at its best poses. The minibatch reconstruction (Wiener-filtered with
+the particles' own signal and noise spectra) pulls the map a step towards it, and the map is
+kept positive inside a soft mask. Several random starting maps are run through the coarse
+iterations and the one that explains a fixed probe set of particles best (marginal
+log-likelihood) is carried on. Resolution, minibatch size, temperature and starts follow an
+:class:`~cryosift.reconstruct.schedule.AbinitSchedule`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,15 +25,15 @@ import torch
 from cryosift.reconstruct.backproject import Backprojector
 from cryosift.reconstruct.particles import undo_origin
 from cryosift.reconstruct.posesearch import (
-    Disc,
     DiscProjector,
-    PreparedParticles,
     global_search,
+    marginal_log_likelihood,
     marginal_search,
     local_search,
     project_disc,
 )
 from cryosift.reconstruct.sampling import shift_grid, so3_grid
+from cryosift.reconstruct.prepared import Disc, PreparedParticles
 from cryosift.reconstruct.schedule import AbinitSchedule
 from cryosift.reconstruct.symmetry import expand_rotations, symmetry_order
 
@@ -46,7 +49,8 @@ class SearchSettings:
     grid_step : float
         Spacing in degrees of the global orientation grid (15: ~4,400 orientations).
     global_resolution : float
-        The global search never looks past this resolution in Å (local refinement does).
+        Resolution in Å up to which particles are spread over the whole global grid; past
+        it, the global search stops here and local refinement goes on.
     max_shift : float
         Largest particle origin searched, in Å.
     mask_diameter : float
@@ -58,23 +62,11 @@ class SearchSettings:
     """
 
     grid_step: float = 15.0
-    global_resolution: float = 20.0
+    global_resolution: float = 18.0
     max_shift: float = 10.0
     mask_diameter: float = 0.0
-    candidates: int = 6
+    candidates: int = 3
     inserted: int = 1
-
-
-@dataclass
-class AbinitState:
-    """What the loop produces: the map accumulators, the noise model and the per-particle poses."""
-
-    backprojector: Backprojector
-    noise: torch.Tensor
-    rotations: np.ndarray
-    shifts_px: np.ndarray
-    max_probability: np.ndarray
-    history: list = field(default_factory=list)
 
 
 def soft_sphere(box: int, radius_px: float, edge_px: float, device=None) -> torch.Tensor:
@@ -86,7 +78,11 @@ def soft_sphere(box: int, radius_px: float, edge_px: float, device=None) -> torc
 
 
 def random_map(box: int, radius_px: float, resolution_px: float, seed: int, device=None) -> torch.Tensor:
-    """A random, low-pass filtered, masked map that depends on the seed and the box only.
+    """A smooth random starting map that depends on the seed and the box only.
+
+    A Gaussian blob filling about half the mask, modulated by random density at half the
+    starting resolution: featureless enough that the first poses follow the particles,
+    not the map, yet not spherical (a sphere is a fixed point of the iterations).
 
     Parameters
     ----------
@@ -95,24 +91,28 @@ def random_map(box: int, radius_px: float, resolution_px: float, seed: int, devi
     radius_px : float
         Mask radius in voxels.
     resolution_px : float
-        Low-pass radius in Fourier px.
+        Starting resolution as a radius in Fourier px.
     seed : int
         Random seed.
 
     Returns
     -------
     torch.Tensor
-        float32, shape (box, box, box), non-negative.
+        float32, shape (box, box, box), non-negative, unit maximum.
     """
     gen = torch.Generator().manual_seed(int(seed))
     noise = torch.randn((box, box, box), generator=gen, dtype=torch.float32).to(device)
-    ft = torch.fft.rfftn(noise)
     k = torch.fft.fftfreq(box, d=1.0 / box, device=device)
     kx = torch.fft.rfftfreq(box, d=1.0 / box, device=device)
     r = torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2)
-    vol = torch.fft.irfftn(ft * torch.exp(-0.5 * (r / max(resolution_px, 1.0)) ** 2), s=(box,) * 3)
-    vol = (vol - vol.mean()).clamp_min(0.0) * soft_sphere(box, radius_px, 0.1 * box, device)
-    return vol / vol.std().clamp_min(1e-12)
+    smooth = torch.fft.irfftn(torch.fft.rfftn(noise) * torch.exp(-0.5 * (r / max(0.5 * resolution_px, 1.0)) ** 2),
+                              s=(box,) * 3)
+    smooth = smooth / smooth.std().clamp_min(1e-12)
+    c = torch.arange(box, device=device, dtype=torch.float32) - box // 2
+    r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
+    blob = torch.exp(-0.5 * r2 / (0.5 * radius_px) ** 2)
+    vol = (blob * (1.0 + 0.5 * smooth)).clamp_min(0.0)
+    return vol / vol.max().clamp_min(1e-12)
 
 
 def even_box(radius: float, limit: int) -> int:
@@ -161,20 +161,20 @@ class AbinitOptimiser:
         voxel = self.pixel_size * self.box / self.work_box
         self.mask = soft_sphere(self.work_box, 0.5 * search.mask_diameter / voxel, max(2.0, 0.05 * self.work_box),
                                 self.device)
-        radius = self.box * self.pixel_size / schedule.resolution(0)
-        vol = random_map(self.work_box, 0.5 * search.mask_diameter / voxel, radius, self.seed, self.device)
-        self.volume = vol * self.scale_for(vol, radius)
         self.history = []
+        self.selected_start = 0
+        self.volume = self.initial_map(0)
 
     # ------------------------------------------------------------------ map
     def scale_for(self, vol: torch.Tensor, radius: float) -> float:
-        """Scale a map so its CTF-modulated projections carry a quarter of the particles' power."""
+        """Scale a map so its CTF-modulated projections carry the particles' signal power (data minus noise)."""
         k = self.disc.count(radius)
         proj = project_disc(DiscProjector(vol), self.grid[::97], self.disc.freqs[:k])
-        model = (self.p.ctf[:256, :k] ** 2).mean(0) * (proj[:, :k] ** 2 + proj[:, k:] ** 2).mean(0)
-        data = (self.p.values[:256, :k].abs() ** 2).mean(0)
+        shell = self.disc.shell[:k]
+        model = self.ctf_power[shell] * (proj[:, :k] ** 2 + proj[:, k:] ** 2).mean(0)
+        signal = (self.data_power - self.noise).clamp_min(0.0)[shell]
         keep = self.disc.radius[:k] > 0
-        return float(torch.sqrt(0.25 * data[keep].sum() / model[keep].sum().clamp_min(1e-30)))
+        return float(torch.sqrt(signal[keep].sum() / model[keep].sum().clamp_min(1e-30)))
 
     def regulariser(self) -> torch.Tensor:
         """Wiener term noise / signal per shell of the working box, from the particles' spectra."""
@@ -225,17 +225,18 @@ class AbinitOptimiser:
         return k, weight, step, shifts, self.p.values[rows, :k], self.p.ctf[rows, :k]
 
     def marginalise(self, bp: Backprojector, rows: torch.Tensor, radius: float, projector: DiscProjector,
-                    temperature: float):
+                    temperature: float, target_poses: float | None = None):
         """Coarse-phase E and M steps: every particle spread over the global grid by its posterior."""
         k, weight, _, shifts, x, c = self.search_setup(rows, radius)
         freqs = self.disc.freqs[:k]
         proj = project_disc(projector, self.grid, freqs)
-        data, wsum, o, t, p = marginal_search(x, c, weight, self.disc.mult[:k], proj, freqs, shifts, self.box, temperature)
+        data, wsum, o, t, p, temperature = marginal_search(x, c, weight, self.disc.mult[:k], proj, freqs, shifts,
+                                                           self.box, temperature, target_poses)
         order = symmetry_order(self.symmetry)
         rots = torch.as_tensor(expand_rotations(self.grid.cpu().numpy(), self.symmetry), dtype=torch.float32,
                                device=self.device)
         bp.insert(freqs, data.repeat_interleave(order, 0), wsum.repeat_interleave(order, 0), rots)
-        return self.grid[o][:, None], shifts[t][:, None], p[:, None], k
+        return self.grid[o][:, None], shifts[t][:, None], p[:, None], k, temperature
 
     def insert(self, bp: Backprojector, rows: torch.Tensor, rot: torch.Tensor, sh: torch.Tensor,
                prob: torch.Tensor, k: int) -> None:
@@ -252,8 +253,51 @@ class AbinitOptimiser:
         bp.insert(freqs, (w * c * z).repeat_interleave(order, 0), (w * c * c).repeat_interleave(order, 0), rots)
 
     # ------------------------------------------------------------------ loop
+    def initial_map(self, start: int) -> torch.Tensor:
+        """Random starting map number ``start``: a function of the seed, the start and the box only."""
+        seed = int(np.random.SeedSequence([self.seed, 5, start]).generate_state(1)[0])
+        voxel = self.pixel_size * self.box / self.work_box
+        radius = self.box * self.pixel_size / self.schedule.resolution(0)
+        vol = random_map(self.work_box, 0.5 * self.search.mask_diameter / voxel, radius, seed, self.device)
+        return vol * self.scale_for(vol, radius)
+
+    def step(self, it: int, stream: int = 0, callback=None) -> None:
+        """One iteration on the running map; ``stream`` separates the minibatches of different starts."""
+        t0 = time.perf_counter()
+        sched, n = self.schedule, len(self.p.values)
+        radius = min(self.max_radius, self.box * self.pixel_size / sched.resolution(it))
+        projector = DiscProjector(self.volume)
+        m = min(n, sched.batch(it))
+        rng = np.random.default_rng([self.seed, 1, it, stream])
+        rows = torch.as_tensor(np.sort(rng.choice(n, m, replace=False)), device=self.device)
+        temp = sched.temperature(it)
+        batch = Backprojector(self.work_box, device=self.device)
+        if radius <= self.global_radius():
+            rot, sh, prob, k, temp = self.marginalise(batch, rows, radius, projector, temp, sched.poses(it))
+        else:
+            rot, sh, score, k = self.search_poses(rows, radius, projector, temp, self.search.inserted)
+            prob = torch.softmax(score, dim=1)
+            self.insert(batch, rows, rot, sh, prob, k)
+        self.update_map(batch, radius, sched.step)
+        self.history.append({"iteration": it + 1, "start": stream, "resolution_A": self.box * self.pixel_size / radius,
+                             "batch": m, "temperature": temp, "mean_max_probability": float(prob.max(1).values.mean()),
+                             "log_likelihood": math.nan, "seconds": time.perf_counter() - t0})
+        log.debug("ab initio iteration %(iteration)d (start %(start)d): %(resolution_A).1f Å, %(batch)d particles, "
+                  "T=%(temperature).2f, <max p>=%(mean_max_probability).3f, %(seconds).1f s", self.history[-1])
+        if callback is not None:
+            callback(it, rows, rot[:, 0], sh[:, 0])
+
+    def log_likelihood(self, radius: float, probe: int = 500) -> float:
+        """Mean marginal log-likelihood of a fixed probe set of particles under the running map."""
+        n = len(self.p.values)
+        rows = torch.as_tensor(np.sort(np.random.default_rng([self.seed, 3]).choice(n, min(n, probe), replace=False)),
+                               device=self.device)
+        k, weight, _, shifts, x, c = self.search_setup(rows, radius)
+        proj = project_disc(DiscProjector(self.volume), self.grid, self.disc.freqs[:k])
+        return float(marginal_log_likelihood(x, c, weight, proj, self.disc.freqs[:k], shifts, self.box).mean())
+
     def run(self, progress: bool = False, callback=None) -> None:
-        """Run every iteration of the schedule.
+        """Run the schedule: every start through the coarse iterations, then the best one to the end.
 
         Parameters
         ----------
@@ -263,36 +307,38 @@ class AbinitOptimiser:
             Called after each iteration as ``callback(iteration, rows, rotations, shifts_px)``
             with the minibatch's best poses (for monitoring).
         """
-        sched, n = self.schedule, len(self.p.values)
-        its = range(sched.iterations)
+        sched = self.schedule
+        select = sched.selection_iteration() if sched.starts > 1 else 0
+        total = sched.starts * select + sched.iterations - select
+        bar = None
         if progress:
             from tqdm import tqdm
 
-            its = tqdm(its, unit="it", desc="ab initio")
-        for it in its:
-            t0 = time.perf_counter()
-            radius = min(self.max_radius, self.box * self.pixel_size / sched.resolution(it))
-            projector = DiscProjector(self.volume)
-            m = min(n, sched.batch(it))
-            rng = np.random.default_rng([self.seed, 1, it])
-            rows = torch.as_tensor(np.sort(rng.choice(n, m, replace=False)), device=self.device)
-            temp = sched.temperature(it)
-            batch = Backprojector(self.work_box, device=self.device)
-            if radius <= self.global_radius():
-                # Coarse phase: marginalise over the whole grid (weak posteriors still shape the map).
-                rot, sh, prob, k = self.marginalise(batch, rows, radius, projector, temp)
-            else:
-                rot, sh, score, k = self.search_poses(rows, radius, projector, temp, self.search.inserted)
-                prob = torch.softmax(score, dim=1)
-                self.insert(batch, rows, rot, sh, prob, k)
-            self.update_map(batch, radius, sched.step)
-            self.history.append({"iteration": it + 1, "resolution_A": self.box * self.pixel_size / radius, "batch": m,
-                                 "temperature": temp, "mean_max_probability": float(prob.max(1).values.mean()),
-                                 "seconds": time.perf_counter() - t0})
-            log.debug("ab initio iteration %(iteration)d: %(resolution_A).1f Å, %(batch)d particles, "
-                      "T=%(temperature).2f, <max p>=%(mean_max_probability).3f, %(seconds).1f s", self.history[-1])
-            if callback is not None:
-                callback(it, rows, rot[:, 0], sh[:, 0])
+            bar = tqdm(total=total, unit="it", desc="ab initio")
+        best = None
+        for start in range(sched.starts if select else 0):
+            self.volume = self.initial_map(start)
+            for it in range(select):
+                self.step(it, start, callback)
+                if bar is not None:
+                    bar.update()
+            radius = min(self.max_radius, self.box * self.pixel_size / sched.resolution(select - 1))
+            score = self.log_likelihood(radius)
+            self.history[-1]["log_likelihood"] = score
+            log.info("ab initio start %d: log-likelihood %.2f at %.1f Å", start + 1, score,
+                     self.box * self.pixel_size / radius)
+            if best is None or score > best[0]:
+                best = (score, start, self.volume)
+        if best is not None:
+            self.volume, self.selected_start = best[2], best[1]
+        else:
+            self.volume, self.selected_start = self.initial_map(0), 0
+        for it in range(select, sched.iterations):
+            self.step(it, 0, callback)
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
 
     def final_poses(self, chunk: int = 500, progress: bool = False):
         """Best pose of every particle against the final map (temperature 1, three local rounds).

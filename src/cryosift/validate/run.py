@@ -170,6 +170,11 @@ def validate_map(map_path, model_path=None, out_dir=".", *, half_maps=None, part
         "files": {},
         "cryosift_version": __version__,
     }
+    if kept == 0:  # the cutoff kept nothing: there is no reconstruction to measure
+        result["status"] = "no particles kept"
+        write_text_atomic(out / "validation.json", json.dumps(result, indent=2) + "\n")
+        return result
+    result["status"] = "validated"
     mask = None
     if model_path:
         mask = _model_metrics(volume, pixel_size, origin, halves, model_path, out, result, align,
