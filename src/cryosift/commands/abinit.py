@@ -80,7 +80,8 @@ def _relion(args, pset):
     result = RelionEngine(threads=args.threads or 1).abinit(
         pset, out / "relion", particle_diameter=diameter, symmetry=args.symmetry, seed=args.seed,
         sgd_ini_resol=args.initial_resolution, sgd_fin_resol=max(args.final_resolution, 2 * float(pset.pixel_size[0])),
-        sgd_ini_subset=args.initial_batch, sgd_fin_subset=args.final_batch)
+        sgd_ini_subset=args.initial_batch, sgd_fin_subset=args.final_batch,
+        **(dict(zip(("sgd_ini_iter", "sgd_inbetween_iter", "sgd_fin_iter"), args.iterations)) if args.iterations else {}))
     for source, name in ((result.map_mrc, "abinit.mrc"), (result.data_star, "abinit_particles.star")):
         with atomic_path(out / name) as tmp:
             shutil.copyfile(source, tmp)

@@ -1,0 +1,144 @@
+"""The whole workflow on a small simulated dataset: locally, then through a real SLURM cluster.
+
+The local run goes from simulation to the report; its selections are checked against the
+ground truth, a dry run afterwards has nothing to do, and the run records its configuration.
+The SLURM run (single-node cluster on localhost, scripts/slurm_local.sh) must submit every job
+through sbatch and give byte-identical STAR, score and selection files.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+
+SPEC = {"name": "wf", "box": 56, "pixel_size": 2.5, "mass_kda": 80.0, "n_particles": 400, "snr": 0.5,
+        "orientations": "views", "n_views": 4, "shift_sd_A": 3.0, "particles_per_micrograph": 50,
+        "junk": {"empty_ice": 0.08, "ice_blob": 0.08, "aggregate": 0.04, "carbon_edge": 0.05}, "seed": 3}
+CONFIG = {
+    "datasets": "config/datasets.tsv", "seed": 7, "device": "cpu",
+    "classify": {"classes": 4, "final_classes": 4, "iterations": 10},
+    "selection": {"cutoffs": [3.5, 4.5]},
+    "abinit": {"final_resolution": 20.0, "minibatch_initial": 100, "minibatch_final": 200,
+               "extra": "--iterations 6 4 1 --starts 2 --select-resolution 30"},
+}
+COMPARED = ("select/*/*/*.star", "select/*/*/selection.json", "score/*/*/scores.csv", "classify/*/*/run_it*_data.star",
+            "abinit/*/*/abinit_particles.star", "validate/*/*/validation.json",
+            "extract/*/*/particles.star")
+
+
+def make_project(path: Path) -> Path:
+    (path / "config").mkdir(parents=True)
+    (path / "config" / "wf.yaml").write_text(yaml.safe_dump(SPEC))
+    (path / "config" / "datasets.tsv").write_text(
+        "dataset\ttype\tsource\tengine\tdiameter\tmodel\tpixel_size\trounds\n"
+        "wf\tsimulated\tconfig/wf.yaml\t\t\t\t\t2\n")
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    return path
+
+
+def snakemake(workdir: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    cmd = ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+           "--directory", str(workdir), "--configfile", str(workdir / "config" / "config.yaml"), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+
+
+def check(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("local"))
+    check(snakemake(project, "--cores", "2"))
+    return project
+
+
+def labels_of(star: Path, truth: pd.DataFrame) -> pd.Series:
+    """Ground-truth label of each particle in a STAR file (by its image index in the stack)."""
+    from cryosift.io import read_particles_star
+
+    names = read_particles_star(star).particles["rlnImageName"].str.split("@").str[0].astype(int) - 1
+    return truth.set_index("index").loc[names.to_numpy(), "label"]
+
+
+def test_local_run_selects_true_particles_and_validates(local_run):
+    results = local_run / "results"
+    truth = pd.read_csv(results / "simulate" / "wf" / "ground_truth.csv")
+    junk_in = (truth["label"] != "true").mean()
+
+    rounds = [json.loads((results / "select" / "wf" / f"round{r}" / "selection.json").read_text()) for r in (1, 2)]
+    assert rounds[0]["particles"]["total"] == 400
+    assert rounds[1]["particles"]["total"] == rounds[0]["particles"]["kept"] + rounds[0]["particles"]["attractor"]
+    pooled = labels_of(results / "pool" / "wf" / "particles.star", truth)
+    # Rejection in the loop removes junk: the pooled set is cleaner than the input.
+    assert 0 < len(pooled) < 400 and (pooled != "true").mean() < junk_in
+
+    summary = json.loads((results / "summary" / "wf.json").read_text())
+    assert summary["rounds"] == 2 or len(summary["rounds"]) == 2
+    for cutoff in ("3.5", "4.5"):
+        kept = labels_of(results / "extract" / "wf" / f"cutoff{cutoff}" / "particles.star", truth)
+        validation = json.loads((results / "validate" / "wf" / f"cutoff{cutoff}" / "validation.json").read_text())
+        assert validation["particles_kept"] == len(kept)
+        if len(kept):
+            assert validation["fsc05_model_A"] is not None and 6.0 <= validation["fsc05_model_A"] < 200.0
+            assert validation["qscore_mean"] is not None
+        else:
+            assert validation["status"] == "no particles kept"
+    loose = labels_of(results / "extract" / "wf" / "cutoff4.5" / "particles.star", truth)
+    assert len(loose) > 0 and (loose != "true").mean() < junk_in
+
+    table = pd.read_csv(results / "report" / "comparison.csv")
+    assert sorted(table["cutoff"]) == [3.5, 4.5] and set(table["dataset"]) == {"wf"}
+    info = json.loads((results / "run_info.json").read_text())
+    assert info["seed"] == 7 and info["packages"]["cryosift"] and info["config"]["classify"]["classes"] == 4
+
+    # Nothing left to do after a finished run.
+    out = check(snakemake(local_run, "-n", "--cores", "2"))
+    assert "Nothing to be done" in out
+
+
+def slurm_available() -> str | None:
+    if shutil.which("sbatch") is None or shutil.which("slurmctld") is None:
+        return "SLURM is not installed (scripts/slurm_local.sh install)"
+    if os.geteuid() != 0:
+        return "the local test cluster runs its daemons as root"
+    return None
+
+
+@pytest.mark.skipif(slurm_available() is not None, reason=str(slurm_available()))
+def test_slurm_run_matches_the_local_run(local_run, tmp_path):
+    project = make_project(tmp_path / "slurm")
+    script = REPO / "scripts" / "slurm_local.sh"
+    up = subprocess.run(["bash", str(script), "up"], capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        check(snakemake(project, "--profile", str(REPO / "profiles" / "slurm"), "--profile",
+                        str(REPO / "profiles" / "ci"), timeout=1200))
+    finally:
+        subprocess.run(["bash", str(script), "down"], capture_output=True, timeout=60)
+    # Every job went through sbatch: the executor keeps one log per job under .snakemake/slurm_logs.
+    logs = {p.parent.parent.name.removeprefix("rule_") for p in (project / ".snakemake" / "slurm_logs").rglob("*.log")}
+    assert {"simulate", "classify", "score", "select_round", "abinit", "validate", "report"} <= logs
+    compared = 0
+    for pattern in COMPARED:
+        for ours in sorted((local_run / "results").glob(pattern)):
+            theirs = project / "results" / ours.relative_to(local_run / "results")
+            assert theirs.exists(), theirs
+            assert filecmp.cmp(ours, theirs, shallow=False), ours.relative_to(local_run)
+            compared += 1
+    assert compared >= 15
