@@ -4,8 +4,8 @@ Usage: python benchmarks/score_quality.py --data DIR [DIR ...] [--model default]
                                           [--iterations all] [--json out.json] [--csv out.csv]
 
 DIR: graded training datasets (``cryosift train --generate``) or folders holding them, of
-structures the model never saw (the shipped model was trained on datasets 0-95 of seed 2025;
-datasets 96 and up of that seed are held out). Prints, against the ground-truth grades:
+structures the model never saw (the shipped model was trained on datasets 0-159 of seed 2025;
+datasets 160-183 of that seed are held out). Prints, against the ground-truth grades:
 
 - Spearman rank correlation of score and grade (target >= 0.85);
 - AUC of junk classes (purity < 0.5) against good ones (grade <= 3.5) (target >= 0.95);

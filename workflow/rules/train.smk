@@ -8,7 +8,7 @@ import json as _json
 TRAIN = config.get("train", {})
 TRAIN_OUT = TRAIN.get("out", "results/train")
 TRAIN_SEED = TRAIN.get("seed", 2025)
-TRAIN_N = int(TRAIN.get("datasets", 96))
+TRAIN_N = int(TRAIN.get("datasets", 160))
 HELDOUT_N = int(TRAIN.get("heldout", 24))
 TRAIN_SETTINGS = TRAIN.get("settings") or {}
 SELECTION = TRAIN.get("selection", {})
@@ -87,13 +87,15 @@ rule train_model:
         metrics=f"{TRAIN_OUT}/model/training.json",
     params:
         data=lambda wc, input: str(Path(input[0]).parent.parent),
-        epochs=TRAIN.get("epochs", 30),
+        epochs=TRAIN.get("epochs", 40),
         batch=TRAIN.get("batch_size", 32),
         lr=TRAIN.get("lr", 1e-4),
         wd=TRAIN.get("weight_decay", 1e-4),
         val=TRAIN.get("val_fraction", 0.1),
         iterations=TRAIN.get("iterations", "all"),
         seed=TRAIN.get("train_seed", 0),
+        dropout=TRAIN.get("dropout", 0.0),
+        ema=TRAIN.get("ema", 0.998),
         device=device_arg(),
     log:
         f"{TRAIN_OUT}/logs/train_model.log",
@@ -109,7 +111,8 @@ rule train_model:
     shell:
         "cryosift train --data {params.data} -o {output.model} --epochs {params.epochs} --batch-size {params.batch}"
         " --lr {params.lr} --weight-decay {params.wd} --val-fraction {params.val} --iterations {params.iterations}"
-        " --seed {params.seed} --metrics {output.metrics} {params.device} -j {threads} > {log} 2>&1"
+        " --seed {params.seed} --dropout {params.dropout} --ema {params.ema} --metrics {output.metrics}"
+        " {params.device} -j {threads} > {log} 2>&1"
 
 
 rule train_quality:

@@ -10,13 +10,14 @@ simulation's ground truth, every class gets:
   one view all B agree. Against their chordal mean, each B's in-plane residual (the twist
   that brings it closest to the mean) is its rotational misalignment and the remaining angle
   its view difference; the in-plane error counts members within 30 degrees of the consensus
-  view only (the in-plane angle of very different views is not comparable). The shift error is the RMS spread of the members' true centres after
-  the assigned shifts, in the class frame. Conventions (sign of psi, shift before or after
+  view only (the in-plane angle of very different views is not comparable). The shift
+  error is the RMS spread of the members' true centres after the assigned shifts, in the
+  class frame. Conventions (sign of psi, shift before or after
   rotation) are taken as the most consistent of the candidates, so the measure does not
   depend on them;
 - ``align_err_A`` = sqrt(shift_err² + (radius x inplane_err)²) and ``align_rel`` = align_err /
   diameter;
-- ``resolution_A``: FRC 0.5 between the class average and the ideal average, i.e. the mean of
+- ``frc_resolution_A``: FRC 0.5 between the class average and the ideal average, i.e. the mean of
   noise-free, CTF-free projections of its true members, each at its own view but with the
   consensus in-plane angle and no shift (up to 300 members). The ideal is matched to the class
   average over in-plane rotation (3 degrees), mirror and shift first.
