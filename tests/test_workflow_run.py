@@ -132,7 +132,8 @@ def test_slurm_run_matches_the_local_run(local_run, tmp_path):
     finally:
         subprocess.run(["bash", str(script), "down"], capture_output=True, timeout=60)
     # Every job went through sbatch: the executor keeps one log per job under .snakemake/slurm_logs.
-    logs = {p.parent.parent.name.removeprefix("rule_") for p in (project / ".snakemake" / "slurm_logs").rglob("*.log")}
+    root = project / ".snakemake" / "slurm_logs"
+    logs = {p.relative_to(root).parts[0].removeprefix("rule_") for p in root.rglob("*.log")}
     assert {"simulate", "classify", "score", "select_round", "abinit", "validate", "report"} <= logs
     compared = 0
     for pattern in COMPARED:
