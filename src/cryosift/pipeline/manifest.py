@@ -38,14 +38,18 @@ def write_manifest(path: str | Path, engine: str, job_dir: str | Path, reused_fr
     return record
 
 
-def read_manifest(path: str | Path) -> dict:
-    """A manifest with its paths made absolute."""
+def _read_json(path: str | Path) -> tuple[Path, dict]:
     p = require_file(path)
     try:
-        record = json.loads(p.read_text())
+        return p, json.loads(p.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(p, f"not valid JSON ({exc})") from None
-    if record.get("format") != FORMAT:
+
+
+def read_manifest(path: str | Path) -> dict:
+    """A manifest with its paths made absolute."""
+    p, record = _read_json(path)
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise InputError(p, "not a cryosift classification manifest")
     for key in ("job_dir", "model_star", "data_star", "classes_mrcs"):
         record[key] = (p.parent / record[key]).resolve()
@@ -67,12 +71,8 @@ def is_manifest(path: str | Path) -> bool:
 
 def loop_stopped(selection_json: str | Path) -> bool:
     """Whether a round's ``selection.json`` ended the selection loop (nothing more to classify)."""
-    p = require_file(selection_json)
-    try:
-        record = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(p, f"not valid JSON ({exc})") from None
-    if "stop" not in record:
+    p, record = _read_json(selection_json)
+    if not isinstance(record, dict) or "stop" not in record:
         raise InputError(p, "not a round selection summary (no 'stop' entry)")
     return bool(record["stop"])
 
