@@ -2,6 +2,8 @@
 
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,8 +97,15 @@ def test_extract_maps_selection_to_unbinned(simulated, tmp_path):
     assert out.particles["rlnParticleFigureOfMerit"].tolist() == [1.5, 2.0, 3.1]
     stranger = full.subset([0])
     stranger.particles["rlnImageName"] = ["000999@elsewhere.mrcs"]
-    with pytest.raises(InputError, match="particle 998@elsewhere.mrcs is not in the ingested set"):
+    with pytest.raises(InputError, match="particle 998@/.*/elsewhere.mrcs is not in the ingested set"):
         map_to_unbinned(stranger, full)
+    # An engine that rewrote the stack names as absolute paths (RELION's input) selects the same images.
+    absolute = full.subset([7, 1])
+    index, paths = absolute.image_locations()
+    absolute.particles["rlnImageName"] = [f"{i + 1:06d}@{Path(p).resolve()}" for i, p in zip(index, paths)]
+    absolute.source = tmp_path / "elsewhere" / "run_it006_data.star"
+    out = map_to_unbinned(absolute, full)
+    assert out.particles["rlnImageName"].tolist() == full.particles["rlnImageName"].iloc[[7, 1]].tolist()
 
 
 def test_dataset_facts_for_the_dag(simulated, tmp_path):

@@ -128,3 +128,16 @@ def test_missing_micrographs_for_reextraction(views_dataset, tmp_path):
     pset.particles["rlnCoordinateY"] = 100.0
     with pytest.raises(InputError, match="micrograph Micrographs/none.mrc not found"):
         get_engine("relion").extract(pset, tmp_path / "Extract")
+
+
+@needs_relion
+def test_empty_particle_set_is_named_not_run(views_dataset, tmp_path):
+    from cryosift.io import read_particles_star, write_particles_star
+
+    pset = read_particles_star(views_dataset.particles_star)
+    empty = tmp_path / "kept.star"
+    write_particles_star(empty, pset.subset(np.arange(0)))
+    with pytest.raises(InputError) as info:
+        get_engine("relion", threads=1).classify2d(empty, tmp_path / "job", iterations=2, **CLASS2D)
+    assert str(empty) in str(info.value) and "no particles" in str(info.value)
+    assert not list((tmp_path / "job").glob("run_it*"))

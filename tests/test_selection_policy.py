@@ -78,6 +78,15 @@ def test_later_rounds_only_reject_and_stop_when_nothing_is_rejected():
     assert last.stop
 
 
+def test_a_round_that_leaves_nothing_to_classify_ends_the_loop():
+    every_class_rejected = decide_round(scores([4.6, 4.9, 5.3]), round=1, rounds=5)
+    assert every_class_rejected.stop and every_class_rejected.classes("rejected").tolist() == [1, 2, 3]
+    # The round after it reuses the same classification and decides the same way.
+    assert decide_round(scores([4.6, 4.9, 5.3]), round=2, rounds=5).stop
+    one_good_class = decide_round(scores([1.0, 4.9]), round=1, rounds=5)  # floor(0.7) = 0 accepted: 1 attractor
+    assert not one_good_class.stop and one_good_class.classes("attractor").tolist() == [1]
+
+
 def test_attractor_rule_in_every_round_when_asked():
     d = decide_round(scores([1.0, 2.0, 3.0]), round=2, rounds=3, policy=SelectionPolicy(accept_every_round=True))
     assert d.classes("accepted").tolist() == [1] and d.classes("attractor").tolist() == [2]

@@ -9,6 +9,7 @@ rule classify:
         f"{RESULTS}/classify/{{dataset}}/{{step}}/classification.json",
     params:
         engine=lambda wc: ds_engine(wc.dataset),
+        engine_args=lambda wc: engine_args(wc.dataset),
         job=lambda wc, output: str(Path(output[0]).parent),
         classes=lambda wc: config["classify"]["final_classes" if wc.step == "final" else "classes"],
         iterations=config["classify"]["iterations"],
@@ -34,7 +35,7 @@ rule classify:
     conda:
         "../../envs/cryosift.yaml"
     shell:
-        "cryosift classify2d {input.particles} -o {params.job} --engine {params.engine}"
+        "cryosift classify2d {input.particles} -o {params.job} --engine {params.engine} {params.engine_args}"
         " --classes {params.classes} --iterations {params.iterations} --tau2-fudge {params.tau2}"
         " --box {params.box} --diameter {params.diameter} --seed {params.seed} {params.device}"
         " --manifest {output} {params.previous} --continue-if-same -j {threads} {params.extra} > {log} 2>&1"

@@ -37,6 +37,15 @@ def ds_engine(ds):
     return ds_row(ds)["engine"] or config["engine"]
 
 
+def engine_args(ds):
+    """Engine settings from config.yaml for the engine a dataset uses (RELION: MPI ranks, programs' folder)."""
+    if ds_engine(ds) != "relion":
+        return ""
+    relion = config.get("relion", {})
+    args = f"--mpi {relion.get('mpi', 1)}"
+    return args + (f" --relion-prefix {relion['prefix']}" if relion.get("prefix") else "")
+
+
 def ds_rounds(ds):
     row = ds_row(ds)
     override = row["rounds"] or config["selection"]["rounds"]

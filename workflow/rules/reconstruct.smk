@@ -9,6 +9,7 @@ rule extract:
         f"{RESULTS}/extract/{{dataset}}/cutoff{{cutoff}}/particles.star",
     params:
         engine=lambda wc: ds_engine(wc.dataset),
+        engine_args=lambda wc: engine_args(wc.dataset),
     log:
         log_path("extract", "{dataset}/cutoff{cutoff}"),
     benchmark:
@@ -20,7 +21,7 @@ rule extract:
     conda:
         "../../envs/cryosift.yaml"
     shell:
-        "cryosift extract {input.selected} --reference {input.reference} --engine {params.engine}"
+        "cryosift extract {input.selected} --reference {input.reference} --engine {params.engine} {params.engine_args}"
         " -o {output} > {log} 2>&1"
 
 
@@ -32,6 +33,7 @@ rule abinit:
         particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
     params:
         engine=lambda wc: ds_engine(wc.dataset),
+        engine_args=lambda wc: engine_args(wc.dataset),
         out=lambda wc, output: str(Path(output.volume).parent),
         seed=config["seed"],
         initial=config["abinit"]["initial_resolution"],
@@ -53,7 +55,7 @@ rule abinit:
     conda:
         "../../envs/cryosift.yaml"
     shell:
-        "cryosift abinit {input.particles} -o {params.out} --engine {params.engine} --seed {params.seed}"
+        "cryosift abinit {input.particles} -o {params.out} --engine {params.engine} {params.engine_args} --seed {params.seed}"
         " --initial-resolution {params.initial} --final-resolution {params.final}"
         " --minibatch-initial {params.mb_initial} --minibatch-final {params.mb_final}"
         " --symmetry {params.symmetry} {params.device} -j {threads} {params.extra} > {log} 2>&1"

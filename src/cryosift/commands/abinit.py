@@ -14,6 +14,7 @@ Examples::
 
 import logging
 
+from cryosift.commands._engine_options import add_engine_options, engine_options
 from cryosift.device import set_threads
 from cryosift.io.convert import read_particles
 from cryosift.reconstruct import abinit
@@ -48,6 +49,7 @@ def add_args(parser):
     parser.add_argument("--device", help="cuda, cuda:1 or cpu (default: GPU if present)")
     parser.add_argument("-j", "--threads", type=int, help="CPU threads (default: the allocation or all cores)")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
+    add_engine_options(parser)
 
 
 def main(args):
@@ -77,7 +79,7 @@ def _relion(args, pset):
 
     out = Path(args.out)
     diameter = args.mask_diameter or 0.85 * pset.box * float(pset.pixel_size[0])
-    result = RelionEngine(threads=args.threads or 1).abinit(
+    result = RelionEngine(threads=args.threads or 1, **engine_options(args)).abinit(
         pset, out / "relion", particle_diameter=diameter, symmetry=args.symmetry, seed=args.seed,
         sgd_ini_resol=args.initial_resolution, sgd_fin_resol=max(args.final_resolution, 2 * float(pset.pixel_size[0])),
         sgd_ini_subset=args.initial_batch, sgd_fin_subset=args.final_batch,

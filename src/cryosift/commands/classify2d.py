@@ -15,6 +15,7 @@ Examples::
 import logging
 
 from cryosift.engines import get_engine
+from cryosift.commands._engine_options import add_engine_options, engine_options
 from cryosift.engines.builtin.params import Class2DParams
 from cryosift.errors import InputError
 from cryosift.pipeline.manifest import loop_stopped, reuse_manifest, write_manifest
@@ -68,6 +69,7 @@ def add_args(parser):
                              "classification is reused (--manifest then names it) and nothing is classified")
     parser.add_argument("--device", help="cuda, cuda:1 or cpu (default: GPU if present)")
     parser.add_argument("-j", "--threads", type=int, help="CPU threads (default: all allocated)")
+    add_engine_options(parser)
 
 
 def params_from_args(args) -> Class2DParams:
@@ -106,7 +108,7 @@ def main(args):
         reuse_manifest(args.manifest, args.previous)
         log.info("the loop stopped after the previous round: %s reuses %s", args.manifest, args.previous)
         return
-    engine = get_engine(args.engine, device=args.device, threads=args.threads)
+    engine = get_engine(args.engine, device=args.device, threads=args.threads, **engine_options(args))
     params = params_from_args(args)
     if args.engine == "builtin":
         result = _builtin(engine, args, params)

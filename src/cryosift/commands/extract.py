@@ -13,6 +13,7 @@ Examples::
 import logging
 from pathlib import Path
 
+from cryosift.commands._engine_options import add_engine_options, engine_options
 from cryosift.io.atomic import write_text_atomic
 from cryosift.io.star import write_particles_star
 from cryosift.pipeline.extract import extract_unbinned
@@ -28,13 +29,14 @@ def add_args(parser):
     parser.add_argument("--from-micrographs", action="store_true",
                         help="cut the particles again from their micrographs with the engine (RELION)")
     parser.add_argument("-j", "--threads", type=int, default=1, help="threads for the engine")
+    add_engine_options(parser)
 
 
 def main(args):
     if args.from_micrographs:
         from cryosift.engines import get_engine
 
-        engine = get_engine(args.engine, threads=args.threads)
+        engine = get_engine(args.engine, threads=args.threads, **engine_options(args))
         star = engine.extract(args.particles, Path(args.out).parent / "extract_job")
         write_text_atomic(args.out, Path(star).read_text())
         return

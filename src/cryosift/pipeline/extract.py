@@ -10,19 +10,26 @@ there, the selection's class and score columns are carried over, 2D alignments a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 
 from cryosift.errors import InputError
 from cryosift.io.convert import read_particles
-from cryosift.io.models import ParticleSet, split_image_names
+from cryosift.io.models import ParticleSet, resolve_image_path, split_image_names
 
 CARRIED = ("rlnClassNumber", "rlnParticleFigureOfMerit", "rlnClassScore")
 
 
 def _identity(pset: ParticleSet) -> np.ndarray:
+    """``index@stack`` per particle, the stack as an absolute path: engines rewrite stack names
+    (RELION's input gets absolute paths, cryoSPARC's are project-relative), the image stays the same."""
     label = "rlnImageOriginalName" if "rlnImageOriginalName" in pset.particles else "rlnImageName"
     index, paths = split_image_names(pset.particles[label])
-    return np.array([f"{i}@{p}" for i, p in zip(index, paths)], dtype=object)
+    anchors = [pset.source.parent.resolve()] if pset.source is not None else []
+    resolved = {p: str(Path(resolve_image_path(p, anchors)).resolve()) for p in pd.unique(paths)}
+    return np.array([f"{i}@{resolved[p]}" for i, p in zip(index, paths)], dtype=object)
 
 
 def map_to_unbinned(selected: ParticleSet, reference: ParticleSet) -> ParticleSet:

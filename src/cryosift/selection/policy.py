@@ -11,7 +11,8 @@ threshold falls on the side the rule names (<= or >=).
   rest stay in the loop as *attractors*, giving the next classification good references.
 - Every round: classes scoring >= 4.5 are *rejected*; all others stay (*kept*, including
   attractors) and are classified again.
-- Early stop: from round 2 on, a round that rejects nothing ends the loop; so does the last round.
+- Early stop: from round 2 on, a round that rejects nothing ends the loop; so do the last
+  round and a round that leaves nothing to classify again (every class accepted or rejected).
 - Final: the kept particles are pooled with the accepted ones and classified once more;
   at each cutoff (2.5 / 3.5 / 4.5) the classes scoring <= cutoff are kept.
 
@@ -178,7 +179,8 @@ def decide_round(scores: pd.DataFrame, round: int, rounds: int, policy: Selectio
         rules["kept"] = f"{policy.accept_score:g} < score < {policy.reject_score:g}, classified again"
     table["status"] = status
     table["rule"] = [rules[x] for x in status]
-    stop = round >= rounds or (round > 1 and not rejected.any())
+    nothing_left = not np.isin(status, ("kept", "attractor")).any()
+    stop = round >= rounds or (round > 1 and not rejected.any()) or nothing_left
     return RoundDecision(round, rounds, table, bool(stop), rules)
 
 

@@ -103,7 +103,7 @@ class ParticleData:
                  device: torch.device, memory_budget: int | None = None):
         pset.require(CTF_LABELS + CTF_OPTICS_LABELS + ("rlnImagePixelSize", "rlnImageSize"), "2D classification with CTF")
         if len(pset) == 0:
-            raise InputError(pset.source, "no particles to classify")
+            raise InputError(pset.source, "no particles to classify (every particle was rejected before this step)")
         apix = np.unique(np.round(pset.optics["rlnImagePixelSize"].to_numpy(np.float64), 4))
         if len(apix) != 1:
             raise InputError(pset.source, f"optics groups have different pixel sizes {list(apix)}; classify them separately")

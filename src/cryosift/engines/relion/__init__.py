@@ -57,6 +57,8 @@ def prepare_input(particles: ParticleSet | str | Path, job_dir: Path) -> Path:
     """Write the particles as a RELION 3.1 STAR with absolute stack paths (RELION resolves names
     against its working folder, which is not where the STAR file lies)."""
     pset = particles if isinstance(particles, ParticleSet) else read_particles(particles)
+    if len(pset) == 0:
+        raise InputError(pset.source, "no particles (every particle was rejected before this step)")
     index, paths = pset.image_locations()
     missing = sorted({str(p) for p in paths if not Path(p).exists()})
     if missing:
@@ -88,7 +90,7 @@ class RelionEngine(EngineBase):
         install = find_relion(prefix)
         if install is None:
             raise EngineError("relion", "finding RELION", None, "relion_refine is not on PATH: install RELION "
-                              "(Debian/Ubuntu: apt-get install relion) or set engines.relion.prefix")
+                              "(Debian/Ubuntu: apt-get install relion) or give its folder (config relion.prefix, --relion-prefix)")
         self.relion: RelionInstall = install
         self.threads, self.mpi = int(threads), int(mpi)
 

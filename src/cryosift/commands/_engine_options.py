@@ -1,0 +1,19 @@
+"""Command-line options that reach an engine's constructor (shared by the commands that run engines)."""
+
+from __future__ import annotations
+
+
+def add_engine_options(parser) -> None:
+    """``--mpi`` and ``--relion-prefix`` (read by the RELION engine, ignored by the others)."""
+    group = parser.add_argument_group("RELION engine")
+    group.add_argument("--mpi", type=int, default=1,
+                       help="MPI ranks for relion_refine (mpirun -n; 1 runs the threaded program) (default: %(default)s)")
+    group.add_argument("--relion-prefix", default="",
+                       help="folder holding RELION's programs (default: found on PATH)")
+
+
+def engine_options(args) -> dict:
+    """Constructor keywords for the engine named by ``args.engine``."""
+    if getattr(args, "engine", "builtin") == "relion":
+        return {"mpi": args.mpi, "prefix": args.relion_prefix}
+    return {}
