@@ -12,8 +12,10 @@ import filecmp
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -135,11 +137,50 @@ def test_slurm_run_matches_the_local_run(local_run, tmp_path):
     root = project / ".snakemake" / "slurm_logs"
     logs = {p.relative_to(root).parts[0].removeprefix("rule_") for p in root.rglob("*.log")}
     assert {"simulate", "classify", "score", "select_round", "abinit", "validate", "report"} <= logs
+    assert compare_results(local_run, project) >= 15
+
+
+def compare_results(reference: Path, project: Path) -> int:
+    """Assert the STAR/score/selection/validation files of two runs are byte-identical; how many."""
     compared = 0
     for pattern in COMPARED:
-        for ours in sorted((local_run / "results").glob(pattern)):
-            theirs = project / "results" / ours.relative_to(local_run / "results")
+        for ours in sorted((reference / "results").glob(pattern)):
+            theirs = project / "results" / ours.relative_to(reference / "results")
             assert theirs.exists(), theirs
-            assert filecmp.cmp(ours, theirs, shallow=False), ours.relative_to(local_run)
+            assert filecmp.cmp(ours, theirs, shallow=False), ours.relative_to(reference)
             compared += 1
-    assert compared >= 15
+    return compared
+
+
+def test_run_killed_mid_job_resumes_to_the_same_results(local_run, tmp_path):
+    """kill -9 of Snakemake and its jobs during ab initio: the job's outputs are not there to be
+    trusted, and after `--unlock` the rerun (profiles/local reruns incomplete jobs) completes
+    with the same files as the uninterrupted run."""
+    project = make_project(tmp_path / "killed")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(project),
+            "--configfile", str(project / "config" / "config.yaml")]
+    run = subprocess.Popen([*base, "--profile", str(REPO / "profiles" / "local")], cwd=project, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    logs, deadline, victim = project / "results" / "logs" / "abinit" / "wf", time.monotonic() + 900, None
+    try:
+        while victim is None and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+            started = [p for p in logs.glob("*.log") if p.stat().st_size > 0] if logs.is_dir() else []
+            if started:
+                victim = started[0].stem  # "cutoff3.5": its ab initio is running
+                time.sleep(1.0)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert victim is not None, "the run ended before ab initio started"
+    out = project / "results" / "abinit" / "wf" / victim
+    assert not (out / "abinit.mrc").exists() and not (out / "abinit_particles.star").exists()
+    assert not (project / "results" / "report" / "comparison.csv").exists()
+
+    locked = snakemake(project, "--profile", str(REPO / "profiles" / "local"))
+    assert locked.returncode != 0 and "unlock" in (locked.stdout + locked.stderr)
+    check(snakemake(project, "--unlock"))
+    check(snakemake(project, "--profile", str(REPO / "profiles" / "local")))
+    assert (out / "abinit.mrc").exists()
+    assert compare_results(local_run, project) >= 15
