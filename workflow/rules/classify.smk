@@ -1,5 +1,6 @@
 # 2D classification: one per loop round (round 1 is skipped when the source is a classification),
-# and the final one of the pooled particles.
+# and the final one of the pooled particles. CryoSPARC-engine datasets classify on the server
+# (rules/cryosparc.smk).
 
 
 rule classify:
@@ -7,6 +8,8 @@ rule classify:
         unpack(classify_inputs),
     output:
         f"{RESULTS}/classify/{{dataset}}/{{step}}/classification.json",
+    wildcard_constraints:
+        dataset=name_pattern(local_datasets()),
     params:
         engine=lambda wc: ds_engine(wc.dataset),
         engine_args=lambda wc: engine_args(wc.dataset),

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from cryosift.pipeline.datasets import describe_source, rounds_for, source_box
+from cryosift.pipeline.datasets import check_engine, describe_source, rounds_for, source_box
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -21,6 +21,8 @@ RESULTS = config["results"]
 CUTOFFS = [f"{c:g}" for c in sorted(float(c) for c in config["selection"]["cutoffs"])]
 SOURCES = {ds: describe_source(row["type"], row["source"], where=f"{config['datasets']}: {ds}")
            for ds, row in datasets.iterrows()}
+CRYOSPARC = config.get("cryosparc", {})
+CRYOSPARC_SETTINGS = f"{RESULTS}/cryosparc/settings.json"
 
 
 wildcard_constraints:
@@ -37,6 +39,20 @@ def ds_engine(ds):
     return ds_row(ds)["engine"] or config["engine"]
 
 
+for _ds in datasets.index:
+    check_engine(SOURCES[_ds], ds_engine(_ds), where=f"{config['datasets']}: {_ds}")
+
+
+def cryosparc_datasets():
+    """Datasets whose every step runs as jobs on the CryoSPARC server."""
+    return [ds for ds in datasets.index if ds_engine(ds) == "cryosparc"]
+
+
+def local_datasets():
+    """Datasets classified and reconstructed here (builtin or RELION engine)."""
+    return [ds for ds in datasets.index if ds_engine(ds) != "cryosparc"]
+
+
 def engine_args(ds):
     """Engine settings from config.yaml for the engine a dataset uses (RELION: MPI ranks, programs' folder)."""
     if ds_engine(ds) != "relion":
@@ -46,12 +62,27 @@ def engine_args(ds):
     return args + (f" --relion-prefix {relion['prefix']}" if relion.get("prefix") else "")
 
 
+def sheet_box(ds):
+    """The sheet's box column (full extraction box in px), or None when empty or absent."""
+    value = str(ds_row(ds).get("box", "")).strip()
+    return int(float(value)) if value else None
+
+
+def ds_box(ds):
+    """Full extraction box in px: the sheet's, else cryosparc.extraction_box for a job on the
+    server, else read from the source."""
+    box = sheet_box(ds)
+    if box is None and SOURCES[ds].on_server and CRYOSPARC.get("extraction_box"):
+        box = int(CRYOSPARC["extraction_box"])
+    return box or source_box(SOURCES[ds], where=f"{config['datasets']}: {ds}")
+
+
 def ds_rounds(ds):
     row = ds_row(ds)
     override = row["rounds"] or config["selection"]["rounds"]
     if override not in ("", "auto"):
         return int(override)
-    return rounds_for(source_box(SOURCES[ds]))
+    return rounds_for(ds_box(ds))
 
 
 def ds_info(path):
@@ -81,6 +112,11 @@ def step_classification(wildcards):
 
 def classified_datasets():
     return [ds for ds in datasets.index if SOURCES[ds].has_classes]
+
+
+def ingested_here(classified):
+    """Local datasets whose source is (or is not) a finished classification, for the ingest rules."""
+    return [ds for ds in local_datasets() if SOURCES[ds].has_classes == classified]
 
 
 def name_pattern(names):
@@ -146,6 +182,68 @@ def ingest_args(ds, input):
 def validation_model_arg(info_path):
     model = ds_info(info_path).get("model")
     return f"--model {model}" if model else ""
+
+
+def cryosparc_ingested(classified):
+    """CryoSPARC-engine datasets whose source is (or is not) a 2D job, for the cryoSPARC ingest rules."""
+    return [ds for ds in cryosparc_datasets() if SOURCES[ds].has_classes == classified]
+
+
+def cryosparc_ingest_args(ds):
+    row = ds_row(ds)
+    args = f"--dataset {ds} --source {row['source']}"
+    for key, flag in (("diameter", "--diameter"), ("model", "--model")):
+        if str(row[key]).strip():
+            args += f" {flag} {row[key]}"
+    return args
+
+
+def cryosparc_particles(ds, step):
+    """What a cryoSPARC classification classifies: round 1 the source on the server, round r >= 2
+    the kept particles of round r-1, the final one the last round's kept particles pooled with
+    every round's accepted ones (empty selections add nothing)."""
+    r = step_round(step)
+    if r == 1:
+        return []
+    if r is not None:
+        return [f"{RESULTS}/cryosparc/{ds}/round{r - 1}/kept.cs"]
+    n = ds_rounds(ds)
+    return [f"{RESULTS}/cryosparc/{ds}/round{n}/kept.cs"] + [
+        f"{RESULTS}/cryosparc/{ds}/round{i}/accepted.cs" for i in range(1, n + 1)]
+
+
+def cryosparc_classify_inputs(wildcards):
+    ds, step = wildcards.dataset, wildcards.step
+    inputs = {"settings": CRYOSPARC_SETTINGS, "info": f"{RESULTS}/ingest/{ds}/dataset.json",
+              "particles": cryosparc_particles(ds, step)}
+    r = step_round(step)
+    if r is not None and r >= 2:
+        inputs["previous_selection"] = f"{RESULTS}/select/{ds}/round{r - 1}/selection.json"
+        inputs["previous"] = classification_of(ds, f"round{r - 1}")
+    return inputs
+
+
+def cryosparc_classify_args(ds, step):
+    """Particles and the settings a cryoSPARC classification takes from the sheet and config.yaml."""
+    particles = cryosparc_particles(ds, step) or [ds_row(ds)["source"]]
+    args = " ".join(particles)
+    classes = config["classify"]["final_classes" if step == "final" else "classes"]
+    args += f" --classes {classes} --seed {config['seed']}"
+    if str(ds_row(ds)["diameter"]).strip():
+        args += f" --diameter {ds_row(ds)['diameter']}"
+    return args + cryosparc_box_arg(ds)
+
+
+def cryosparc_box_arg(ds):
+    """``--box`` from the sheet (otherwise the engine reads cryosparc.extraction_box or the source job's)."""
+    box = sheet_box(ds)
+    return f" --box {box}" if box else ""
+
+
+def cryosparc_seed():
+    """Ab initio seed of every cutoff: cryosparc.seed, else the workflow's seed."""
+    seed = CRYOSPARC.get("seed")
+    return config["seed"] if seed is None else int(seed)
 
 
 def log_path(stage, name):

@@ -31,7 +31,7 @@ rule ingest:
         args=lambda wc, input: ingest_args(wc.dataset, input),
         out=lambda wc, output: str(Path(output.info).parent),
     wildcard_constraints:
-        dataset=name_pattern([ds for ds in datasets.index if not SOURCES[ds].has_classes]),
+        dataset=name_pattern(ingested_here(classified=False)),
     log:
         log_path("ingest", "{dataset}"),
     benchmark:
@@ -52,7 +52,7 @@ use rule ingest as ingest_classified with:
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
         classification=f"{RESULTS}/ingest/{{dataset}}/classification.json",
     wildcard_constraints:
-        dataset=name_pattern(classified_datasets()),
+        dataset=name_pattern(ingested_here(classified=True)),
     log:
         log_path("ingest", "{dataset}"),
     benchmark:

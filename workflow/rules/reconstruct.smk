@@ -1,4 +1,5 @@
 # Per cutoff: re-extract at full size, then ab initio with the same (cloned) seed for every cutoff.
+# CryoSPARC-engine datasets do both on the server (rules/cryosparc.smk).
 
 
 rule extract:
@@ -7,6 +8,8 @@ rule extract:
         reference=f"{RESULTS}/ingest/{{dataset}}/particles.star",
     output:
         f"{RESULTS}/extract/{{dataset}}/cutoff{{cutoff}}/particles.star",
+    wildcard_constraints:
+        dataset=name_pattern(local_datasets()),
     params:
         engine=lambda wc: ds_engine(wc.dataset),
         engine_args=lambda wc: engine_args(wc.dataset),
@@ -31,6 +34,8 @@ rule abinit:
     output:
         volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
         particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
+    wildcard_constraints:
+        dataset=name_pattern(local_datasets()),
     params:
         engine=lambda wc: ds_engine(wc.dataset),
         engine_args=lambda wc: engine_args(wc.dataset),

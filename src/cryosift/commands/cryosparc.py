@@ -2,12 +2,15 @@
 
 Settings come from --config (a YAML/JSON file with a ``cryosparc:`` block, e.g. the workflow's
 config.yaml) or CRYOSIFT_CRYOSPARC_CONFIG; the password from a 0600 file or CRYOSPARC_PASSWORD.
-``plan`` needs no server: it prints the job graph (types, parameters, connections).
+``plan`` and ``settings`` need no server: the job graph (types, parameters, connections), and
+the checked settings file the workflow's rules share.
 
 Examples::
 
     cryosift cryosparc check --config config/config.yaml
     cryosift cryosparc plan --config config/config.yaml --box 256 --source J10.particles
+    cryosift cryosparc settings --json '{"project": "P3", "workspace": "W2"}' -o results/cryosparc/settings.json
+    cryosift cryosparc ingest --dataset apof --source J12 -o results/ingest/apof --config settings.json
     cryosift cryosparc export J12 -o results/classify/apof/round1
     cryosift cryosparc classify select/apof/round1/kept.cs -o results/classify/apof/round2 --classes 50
     cryosift cryosparc scores --classification results/classify/apof/round2 \\
@@ -15,14 +18,17 @@ Examples::
     cryosift cryosparc select --classification results/classify/apof/round2 \\
         --selection results/select/apof/round2/selection.json -o results/cryosparc_select/apof/round2
     cryosift cryosparc reconstruct --particles results/cryosparc_select/apof/final/score_le_3.5.cs \\
-        -o results/reconstruct/apof/score_le_3.5
+        -o results/reconstruct/apof/score_le_3.5 --copy-to results/abinit/apof/cutoff3.5
 """
 
 import json
 import logging
 
 from cryosift.engines.cryosparc import CryosparcEngine, render_plan
+from cryosift.engines.cryosparc import workflow as W
 from cryosift.errors import InputError
+from cryosift.io.atomic import write_text_atomic
+from cryosift.pipeline.manifest import loop_stopped, reuse_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,19 @@ def add_args(parser):
     p.add_argument("--seed", type=int, help="ab initio seed (default: configured, else drawn by the run)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    st = sub.add_parser("settings", help="check a cryosparc settings block and write it as a JSON file (no server)")
+    st.add_argument("--json", dest="block", help="the block as JSON text (default: the --config file's block)")
+    st.add_argument("--config", help="YAML/JSON file with a cryosparc: block")
+    st.add_argument("-o", "--output", required=True, help="settings file to write (JSON)")
+
+    i = sub.add_parser("ingest", help="dataset.json of a source on the server (and the export of a 2D job)")
+    _settings_args(i)
+    i.add_argument("--dataset", required=True, help="dataset name")
+    i.add_argument("--source", required=True, help="a finished 2D job (J12) or particles (J10.particles)")
+    i.add_argument("-o", "--out", required=True, help="ingest folder")
+    i.add_argument("--diameter", type=float, help="mask diameter in Å (default: 75%% of the box)")
+    i.add_argument("--model", help="atomic model (PDB/mmCIF) for validation")
+
     e = sub.add_parser("export", help="export an existing 2D job (e.g. the starter job) as a Class2D folder")
     _settings_args(e)
     e.add_argument("job", help="2D classification job UID, e.g. J12")
@@ -64,12 +83,18 @@ def add_args(parser):
     k.add_argument("--diameter", type=float, help="circular mask diameter in Å")
     k.add_argument("--seed", type=int, help="random seed of the 2D job")
     k.add_argument("--box", type=int, help="full extraction box in px (chooses the 2D job type)")
+    k.add_argument("--manifest", help="also write this classification manifest (JSON naming the exported files)")
+    k.add_argument("--previous", help="manifest of the previous loop round's classification")
+    k.add_argument("--previous-selection",
+                   help="selection.json of the previous round: when it ended the loop, the previous "
+                        "classification is reused (--manifest then names it) and no job is made")
 
     s = sub.add_parser("scores", help="show CryoSift scores in CryoSPARC (External job)")
     _settings_args(s)
     s.add_argument("--classification", required=True, help="exported classification folder")
     s.add_argument("--scores", required=True, help="its scores.csv or scores.star")
     s.add_argument("--step", help="step name in the job title (default: from --scores' folder)")
+    s.add_argument("-o", "--output", help="also write the job's UID and the classification's to this JSON file")
 
     sel = sub.add_parser("select", help="apply a selection.json of `cryosift select` on the server")
     _settings_args(sel)
@@ -86,6 +111,8 @@ def add_args(parser):
     r.add_argument("--box", type=int, help="full extraction box in px (default: cryosparc.extraction_box)")
     r.add_argument("--seed", type=int, help="ab initio seed (default: the run's)")
     r.add_argument("--step", help="step name in the job titles (default: the last two parts of --output)")
+    r.add_argument("--copy-to", help="also write abinit.mrc, abinit_particles.star (and the half maps as "
+                                     "abinit_half1/2.mrc) here; an empty selection writes an all-zero map")
 
 
 def _engine(args) -> CryosparcEngine:
@@ -93,6 +120,10 @@ def _engine(args) -> CryosparcEngine:
 
 
 def main(args):
+    if args.action == "settings":
+        return _settings(args)
+    if args.action == "classify" and (args.previous or args.previous_selection) and _reused(args):
+        return
     engine = _engine(args)
     if args.action == "check":
         info = engine.check()
@@ -106,6 +137,8 @@ def main(args):
         specs = engine.plan(box, source=args.source, rounds=args.rounds, cutoffs=args.cutoffs, seed=args.seed,
                             dataset=args.dataset)
         print(render_plan(specs, as_json=args.json))
+    elif args.action == "ingest":
+        W.ingest_server_source(engine, args.source, args.out, args.dataset, diameter=args.diameter, model=args.model)
     elif args.action == "export":
         result = engine.adopt(args.job, args.output)
         log.info("%s: %d classes (iteration %d) exported to %s", args.job, len(result.extra["counts"]),
@@ -115,10 +148,18 @@ def main(args):
                                      ("seed", args.seed)) if v is not None}
         sources = args.particles if len(args.particles) > 1 else args.particles[0]
         result = engine.classify2d(sources, args.output, step=args.step, box=args.box, **options)
+        if args.manifest:
+            write_manifest(args.manifest, "cryosparc", result.job_dir)
         log.info("%s %s: %d classes, %d particles -> %s", result.extra["job_type"], result.extra["job_uid"],
                  len(result.extra["counts"]), sum(result.extra["counts"]), result.model_star)
     elif args.action == "scores":
         job = engine.write_scores(args.classification, args.scores, step=args.step)
+        if args.output:
+            from cryosift.engines.cryosparc.classify import classification_job
+
+            record = {"project": engine.settings.project, "job": job.uid, "title": job.title,
+                      "classification": classification_job(args.classification, engine.settings.project)}
+            write_text_atomic(args.output, json.dumps(record, indent=2) + "\n")
         log.info("scores shown in External job %s", job.uid)
     elif args.action == "select":
         results = engine.select_from_summary(args.classification, args.selection, args.output, step=args.step,
@@ -126,10 +167,38 @@ def main(args):
         for name, r in results.items():
             log.info("%s: %s", name, "empty" if r is None else f"{r['n']} particles in {r['ref']}")
     else:
-        result = engine.reconstruct_selection(args.particles, args.output, box=args.box, seed=args.seed,
-                                              step=args.step)
-        summary = {"extract": result["extract"]["job"].uid, "abinit": result["abinit"]["job"].uid,
-                   "seed": result["abinit"]["seed"], "map": str(result["abinit"]["map"]),
-                   "reconstruct": result["reconstruct"]["job"].uid if result["reconstruct"] else None,
-                   "validation": result["validation"]}
+        summary = W.reconstruct_cutoff(engine, args.particles, args.output, copy_to=args.copy_to, box=args.box,
+                                       seed=args.seed)
         print(json.dumps(summary, indent=2))
+
+
+def _settings(args):
+    if (args.block is None) == (args.config is None):
+        raise InputError(None, "give the settings as --json TEXT or --config FILE")
+    if args.block is not None:
+        try:
+            block = json.loads(args.block)
+        except json.JSONDecodeError as exc:
+            raise InputError(None, f"--json is not valid JSON ({exc})") from None
+    else:
+        from cryosift.engines.cryosparc.settings import read_config_file
+
+        block = read_config_file(args.config)
+        if isinstance(block.get("cryosparc"), dict):
+            block = block["cryosparc"]
+    record = W.write_settings(block, args.output)
+    log.info("cryoSPARC settings for project %s, workspace %s -> %s", record["project"], record["workspace"],
+             args.output)
+
+
+def _reused(args) -> bool:
+    """Whether the previous round ended the loop: then its classification is reused and no job is made."""
+    if not (args.previous and args.previous_selection):
+        raise InputError(args.previous or args.previous_selection, "--previous and --previous-selection go together")
+    if not loop_stopped(args.previous_selection):
+        return False
+    if not args.manifest:
+        raise InputError(args.previous_selection, "the loop has stopped; give --manifest to record the reuse")
+    reuse_manifest(args.manifest, args.previous)
+    log.info("the loop stopped after the previous round: %s reuses %s", args.manifest, args.previous)
+    return True

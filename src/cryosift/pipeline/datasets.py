@@ -6,11 +6,15 @@ A dataset is one of
 - ``relion``: ``source`` is a particle STAR file (3.0 or 3.1), a Class2D job folder or a
   ``run_itNNN_model.star`` (then round 1 scores that classification instead of making one);
 - ``cryosparc``: ``source`` is a particle ``.cs`` file, a 2D classification job folder or its
-  ``*_class_averages.cs`` (the ``*_particles.cs`` beside it gives the classes).
+  ``*_class_averages.cs`` (the ``*_particles.cs`` beside it gives the classes); or, for the
+  ``cryosparc`` engine, a job on the server: ``J12`` (a finished 2D classification, scored
+  in round 1 as it is) or ``J10.particles`` (particles to classify). An existing path is
+  always read as a file.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,9 @@ import pandas as pd
 from cryosift.errors import InputError
 
 TYPES = ("simulated", "relion", "cryosparc")
+
+_SERVER_JOB = re.compile(r"^J\d+$")
+_SERVER_OUTPUT = re.compile(r"^J\d+\.[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,14 @@ class Source:
         The source as written in the sheet.
     has_classes : bool
         The source is a finished 2D classification (round 1 scores it as it is).
+    on_server : bool
+        The source is a job (``J12``) or job output (``J10.particles``) on a CryoSPARC server.
     """
 
     type: str
     path: str
     has_classes: bool
+    on_server: bool = False
 
 
 def describe_source(kind: str, source: str, where=None) -> Source:
@@ -49,7 +59,12 @@ def describe_source(kind: str, source: str, where=None) -> Source:
         return Source(kind, source, False)
     p = Path(source)
     if not p.exists():
-        raise InputError(where, f"source {source} not found")
+        if kind == "cryosparc" and _SERVER_JOB.match(source):
+            return Source(kind, source, True, on_server=True)
+        if kind == "cryosparc" and _SERVER_OUTPUT.match(source):
+            return Source(kind, source, False, on_server=True)
+        hint = " (nor a CryoSPARC job such as J12 or J10.particles)" if kind == "cryosparc" else ""
+        raise InputError(where, f"source {source} not found{hint}")
     if kind == "relion":
         if p.is_dir() or p.name.endswith("_model.star"):
             return Source(kind, source, True)
@@ -61,6 +76,17 @@ def describe_source(kind: str, source: str, where=None) -> Source:
     if p.suffix == ".cs":
         return Source(kind, source, False)
     raise InputError(where, f"cryosparc source {source} is neither a particle .cs file nor a 2D job")
+
+
+def check_engine(source: Source, engine: str, where=None) -> None:
+    """Refuse a source the engine cannot reach: a job on a CryoSPARC server needs the ``cryosparc``
+    engine, and that engine works only on particles on its server."""
+    if source.on_server and engine != "cryosparc":
+        raise InputError(where, f"source {source.path} is a job on the CryoSPARC server: set engine cryosparc "
+                                f"(not {engine}), or give the exported .cs files")
+    if engine == "cryosparc" and not source.on_server:
+        raise InputError(where, f"engine cryosparc works on particles on the server: give the source as a 2D job "
+                                f"(J12) or particles (J10.particles), not {source.path}")
 
 
 def star_box(path: str | Path) -> int:
@@ -89,8 +115,15 @@ def star_box(path: str | Path) -> int:
     return read_particles_star(p).box
 
 
-def source_box(source: Source) -> int:
-    """Extraction box in px of a dataset's particles (from headers where possible)."""
+def source_box(source: Source, where=None) -> int:
+    """Extraction box in px of a dataset's particles (from headers where possible).
+
+    A source on a CryoSPARC server has no local header: its box must be given
+    (``cryosparc.extraction_box`` or the sheet's ``box`` column), so this raises InputError.
+    """
+    if source.on_server:
+        raise InputError(where, f"the extraction box of {source.path} on the CryoSPARC server is unknown here: "
+                                "set cryosparc.extraction_box or the sheet's box column (or the rounds)")
     if source.type == "simulated":
         from cryosift.simulate.presets import PRESETS
         from cryosift.simulate.spec import SimulationSpec

@@ -125,6 +125,9 @@ def ingest(kind: str, source: str | Path, out_dir: str | Path, dataset: str, dia
                      n_true=sim["n_true"], seed=sim["seed"])
     else:
         described = describe_source(kind, str(source), where=dataset)
+        if described.on_server:
+            raise InputError(dataset, f"{source} is a job on the CryoSPARC server: bring it in with "
+                                      "`cryosift cryosparc ingest`")
         if kind == "relion" and described.has_classes:
             data = last_finished_iteration(src)["data"] if src.is_dir() else class2d_iteration_files(src)["data"]
             pset = read_particles(data, pixel_size=pixel_size)

@@ -12,7 +12,9 @@ Layers, from the server inwards:
 - :mod:`~cryosift.engines.cryosparc.runner`: idempotent job handling (a rerun finds its jobs by title);
 - :mod:`~cryosift.engines.cryosparc.classify`, :mod:`~cryosift.engines.cryosparc.reconstruct`
   and :mod:`~cryosift.engines.cryosparc.exports`: the steps and their local exports;
-- :class:`CryosparcEngine`: the engine protocol over all of it.
+- :class:`CryosparcEngine`: the engine protocol over all of it;
+- :mod:`~cryosift.engines.cryosparc.workflow`: what the Snakemake workflow adds (its settings
+  file, datasets whose source is on the server, per-cutoff copies for validation).
 """
 
 from cryosift.engines.cryosparc.adapter import CryosparcAdapter, JobRef, check_versions

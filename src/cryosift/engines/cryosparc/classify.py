@@ -176,13 +176,24 @@ def select_classes(runner: JobRunner, job_uid: str, classes, out: str | Path, ke
 
 
 def write_empty_selection(runner: JobRunner, job_uid: str, out: str | Path) -> Path:
-    """Write an empty particle file for a subset without classes (no job is made; pooling skips it)."""
+    """Write an empty particle file for a subset without classes (no job is made; pooling skips it).
+
+    A ``.star`` beside it keeps the optics of the classification's particles (box, pixel
+    size), so a cutoff that kept nothing can still write a map of the right grid.
+    """
+    from cryosift.io.convert import particles_from_dataset
     from cryosift.io.cs import write_cs
+    from cryosift.io.star import write_particles_star
 
     s, out = runner.s, Path(out)
-    parent = runner.adapter.load_output(s.project, job_uid, CLASS2D_PARTICLES, slots=["alignments2D"])
+    parent = runner.adapter.load_output(s.project, job_uid, CLASS2D_PARTICLES)
     write_cs(out, parent.mask(np.zeros(len(parent), dtype=bool)))
-    write_sidecar(out.parent, s, files={out.name: None})
+    files = {out.name: None}
+    if len(parent):  # optics come from one row; the set written has none
+        none = particles_from_dataset(parent.take(np.array([0])), source=out, prefer="2d").subset(np.arange(0))
+        write_particles_star(out.with_suffix(".star"), none)
+        files[out.with_suffix(".star").name] = None
+    write_sidecar(out.parent, s, files=files)
     return out
 
 
