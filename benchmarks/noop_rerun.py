@@ -25,11 +25,12 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = {"box": 40, "pixel_size": 3.0, "mass_kda": 80.0, "n_particles": 200, "snr": 1.0, "orientations": "views",
-        "n_views": 3, "shift_sd_A": 2.0, "particles_per_micrograph": 50, "junk": {"empty_ice": 0.1, "ice_blob": 0.1}}
+SPEC = {"box": 56, "pixel_size": 2.5, "mass_kda": 80.0, "n_particles": 300, "snr": 0.5, "orientations": "views",
+        "n_views": 4, "shift_sd_A": 3.0, "particles_per_micrograph": 50,
+        "junk": {"empty_ice": 0.08, "ice_blob": 0.08, "aggregate": 0.04}}
 CONFIG = {
     "datasets": "config/datasets.tsv", "seed": 11, "device": "cpu",
-    "classify": {"classes": 4, "final_classes": 4, "iterations": 5},
+    "classify": {"classes": 4, "final_classes": 4, "iterations": 8},
     "abinit": {"final_resolution": 20.0, "minibatch_initial": 60, "minibatch_final": 120,
                "extra": "--iterations 3 2 1 --starts 1"},
     "validate": {"reslog": False},

@@ -90,3 +90,49 @@ def read_manifest_classes(job):
 
     _, classes = read_class2d_model(job / "run_it002_model.star")
     return len(classes)
+
+
+def test_empty_pool_completes_every_later_step_with_no_particles(particles, tmp_path, capsys):
+    """Every particle rejected in the loop: the final classification, scoring, split, re-extraction,
+    ab initio and validation all complete and say so, instead of stopping the run."""
+    import numpy as np
+    import pandas as pd
+
+    from cryosift.io import read_map, read_particles_star, write_particles_star
+
+    full = read_particles_star(particles)
+    pool = tmp_path / "pool.star"
+    write_particles_star(pool, full.subset(np.arange(0)))
+    final = tmp_path / "classify" / "final"
+    manifest = final / "classification.json"
+    assert _classify(pool, final, "--manifest", manifest) == 0
+    assert read_manifest(manifest)["empty"] and not any(final.glob("run_it*"))
+    # Without a manifest to record it, an empty input is still an error naming the file.
+    assert _classify(pool, tmp_path / "plain") == 2
+    assert f"{pool}: no particles to classify" in capsys.readouterr().err
+
+    scores = tmp_path / "score" / "scores.star"
+    assert cli_main(["score", str(manifest), "-o", str(scores), "--device", "cpu"]) == 0
+    table = pd.read_csv(scores.with_suffix(".csv"))
+    assert len(table) == 0 and list(table.columns[:2]) == ["class", "score"]
+    assert scores.with_suffix(".png").stat().st_size > 0
+
+    split = tmp_path / "select"
+    assert cli_main(["select", "final", "--particles", str(manifest), "--scores", str(scores.with_suffix(".csv")),
+                     "--cutoffs", "2.5", "3.5", "--format", "star", "-o", str(split)]) == 0
+    summary = json.loads((split / "selection.json").read_text())
+    assert summary["particles"]["total"] == 0 and summary["cutoffs"]["3.5"]["particles_kept"] == 0
+    subset = read_particles_star(split / "score_le_3.5.star")
+    assert len(subset) == 0 and subset.box == full.box
+
+    extracted = tmp_path / "extract" / "particles.star"
+    assert cli_main(["extract", str(split / "score_le_3.5.star"), "--reference", str(particles),
+                     "-o", str(extracted)]) == 0
+    abinit = tmp_path / "abinit"
+    assert cli_main(["abinit", str(extracted), "-o", str(abinit), "--seed", "1"]) == 0
+    volume, _ = read_map(abinit / "abinit.mrc")
+    assert volume.shape == (full.box,) * 3 and not volume.any()
+    assert cli_main(["validate", str(abinit / "abinit.mrc"), "--particles", str(abinit / "abinit_particles.star"),
+                     "--no-reslog", "--total-particles", str(len(full)), "-o", str(tmp_path / "validate")]) == 0
+    validation = json.loads((tmp_path / "validate" / "validation.json").read_text())
+    assert validation["status"] == "no particles kept" and validation["particles_kept"] == 0

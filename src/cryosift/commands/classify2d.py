@@ -18,7 +18,7 @@ from cryosift.engines import get_engine
 from cryosift.commands._engine_options import add_engine_options, engine_options
 from cryosift.engines.builtin.params import Class2DParams
 from cryosift.errors import InputError
-from cryosift.pipeline.manifest import loop_stopped, reuse_manifest, write_manifest
+from cryosift.pipeline.manifest import loop_stopped, reuse_manifest, write_empty_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ def _builtin(engine, args, params):
         return engine.classify2d(args.particles, args.output, params, resume=False)
 
 
+def _holds_no_particles(path) -> bool:
+    from cryosift.io.convert import read_particles
+
+    return len(read_particles(path)) == 0
+
+
 def main(args):
     if bool(args.previous) != bool(args.previous_selection):
         raise InputError(args.previous or args.previous_selection, "--previous and --previous-selection go together")
@@ -107,6 +113,13 @@ def main(args):
             raise InputError(args.previous_selection, "the loop has stopped; give --manifest to record the reuse")
         reuse_manifest(args.manifest, args.previous)
         log.info("the loop stopped after the previous round: %s reuses %s", args.manifest, args.previous)
+        return
+    if args.manifest and _holds_no_particles(args.particles):
+        # Every particle was rejected earlier: record an empty classification so the dataset
+        # completes with "no particles kept" instead of stopping the whole run.
+        write_empty_manifest(args.manifest, args.engine, args.particles)
+        log.warning("%s holds no particles (every particle was rejected before this step): %s records an empty "
+                    "classification", args.particles, args.manifest)
         return
     engine = get_engine(args.engine, device=args.device, threads=args.threads, **engine_options(args))
     params = params_from_args(args)

@@ -38,6 +38,24 @@ def write_manifest(path: str | Path, engine: str, job_dir: str | Path, reused_fr
     return record
 
 
+def write_empty_manifest(path: str | Path, engine: str, particles: str | Path) -> dict:
+    """Record that a step had no particles to classify (every particle was rejected before it).
+
+    The steps after it read an empty classification: no classes, no scores, empty subsets, so a
+    dataset whose particles were all rejected still completes, with "no particles kept".
+    """
+    base = Path(path).parent.resolve()
+    src = Path(particles).resolve()
+    try:
+        rel = str(src.relative_to(base))
+    except ValueError:
+        rel = str(src)
+    record = {"format": FORMAT, "engine": engine, "empty": True, "iteration": 0, "particles": rel,
+              "reused_from": None}
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def _read_json(path: str | Path) -> tuple[Path, dict]:
     p = require_file(path)
     try:
@@ -51,11 +69,19 @@ def read_manifest(path: str | Path) -> dict:
     p, record = _read_json(path)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise InputError(p, "not a cryosift classification manifest")
+    if record.get("empty"):
+        record["particles"] = (p.parent / record["particles"]).resolve()
+        return record
     for key in ("job_dir", "model_star", "data_star", "classes_mrcs"):
         record[key] = (p.parent / record[key]).resolve()
         if key != "job_dir" and not record[key].exists():
             raise InputError(p, f"{key} {record[key]} no longer exists")
     return record
+
+
+def is_empty_classification(path: str | Path) -> bool:
+    """Whether ``path`` is a manifest of a step that had no particles to classify."""
+    return is_manifest(path) and bool(read_manifest(path).get("empty"))
 
 
 def is_manifest(path: str | Path) -> bool:

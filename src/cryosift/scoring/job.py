@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -14,7 +16,9 @@ from cryosift.scoring.checkpoint import ScoringModel, load_checkpoint
 from cryosift.scoring.gallery import write_gallery
 from cryosift.scoring.inference import DEFAULT_BATCH_SIZE, score_classes
 from cryosift.scoring.inputs import class_image_names, load_classes
-from cryosift.scoring.outputs import write_scores_csv, write_scores_star
+from cryosift.scoring.outputs import CSV_COLUMNS, write_scores_csv, write_scores_star
+
+log = logging.getLogger(__name__)
 
 #: The model shipped with the package (src/cryosift/models/default.pt; see MODEL_CARD.md there).
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.pt"
@@ -85,6 +89,10 @@ def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: st
     gallery_columns : int
         Panels per gallery row.
     """
+    from cryosift.pipeline.manifest import is_empty_classification
+
+    if is_empty_classification(path):
+        return _write_no_scores(out, gallery)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     scoring_model = resolve_model(model, device=dev)
     classes = load_classes(path, particles=particles, features=features, pixel_size=pixel_size)
@@ -94,4 +102,17 @@ def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: st
     write_scores_star(star, table, class_image_names(classes))
     if gallery:
         write_gallery(png, classes.images, table, columns=gallery_columns)
+    return ScoreOutputs(star, csv, png if gallery else None, table)
+
+
+def _write_no_scores(out, gallery: bool) -> ScoreOutputs:
+    """Outputs of a classification without classes (every particle was rejected before it)."""
+    table = pd.DataFrame({c: pd.Series(dtype=np.int64 if c in ("class", "particles") else np.float64)
+                          for c in CSV_COLUMNS})
+    star, csv, png = output_paths(out)
+    write_scores_csv(csv, table)
+    write_scores_star(star, table, [], model="none (no classes)")
+    if gallery:
+        write_gallery(png, np.zeros((0, 8, 8), np.float32), table)
+    log.warning("no classes to score (the classification had no particles): %s is empty", csv)
     return ScoreOutputs(star, csv, png if gallery else None, table)

@@ -25,7 +25,7 @@ import pandas as pd
 from cryosift.errors import InputError
 from cryosift.io import read_cs, read_particles_star, write_cs, write_particles, write_particles_star
 from cryosift.io.atomic import atomic_path
-from cryosift.io.convert import particles_from_dataset
+from cryosift.io.convert import particles_from_dataset, read_particles
 from cryosift.io.models import ParticleSet
 from cryosift.scoring.decode import class_score
 from cryosift.scoring.outputs import CLASS_SCORE_LABEL, SCORE_LABEL, read_scores
@@ -50,7 +50,14 @@ class ClassifiedParticles:
         if self.path.suffix == ".json":  # a workflow classification manifest
             from cryosift.pipeline.manifest import read_manifest
 
-            self.path = read_manifest(self.path)["data_star"]
+            record = read_manifest(self.path)
+            if record.get("empty"):  # no particles were left to classify
+                self.path, self.dataset = record["particles"], None
+                self.pset = read_particles(self.path)
+                self.pset.particles["rlnClassNumber"] = np.zeros(len(self.pset), dtype=np.int64)
+                self.classes = self.pset.particles["rlnClassNumber"].to_numpy(np.int64)
+                return
+            self.path = record["data_star"]
         self.dataset = None
         if self.path.suffix == ".cs":
             self.dataset = read_cs(self.path)
