@@ -22,7 +22,7 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 setup: $(STAMP)
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q --durations=15 tests
 
 demo: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/demo.sh
