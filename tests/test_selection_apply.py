@@ -10,7 +10,7 @@ import pytest
 
 from cryosift.cli import main as cli_main
 from cryosift.errors import InputError
-from cryosift.io import read_cs, read_particles_star
+from cryosift.io import read_cs, read_particles_star, write_particles_star
 from cryosift.selection import apply_final, apply_round, pool_particles
 from cryosift.selection.apply import ClassifiedParticles
 from tests.test_scoring_data import make_cryosparc_job, make_relion_job
@@ -122,6 +122,15 @@ def test_pool_kept_and_accepted(relion, tmp_path):
     with pytest.raises(InputError, match="appears in more than one input"):
         pool_particles([tmp_path / "r1/kept.star", tmp_path / "r1/kept.star"], tmp_path / "dup.star")
     assert not (tmp_path / "dup.star").exists()
+    # Optics that went through cryoSPARC's float32 fields still pool with RELION's; other optics do not.
+    kept = read_particles_star(tmp_path / "r1/kept.star")
+    kept.optics["rlnSphericalAberration"] = np.float32(kept.optics["rlnSphericalAberration"]).astype(np.float64)
+    write_particles_star(tmp_path / "r1/kept_f32.star", kept)
+    assert pool_particles([tmp_path / "r1/accepted.star", tmp_path / "r1/kept_f32.star"], tmp_path / "p32.star") == n
+    kept.optics["rlnImagePixelSize"] = kept.optics["rlnImagePixelSize"] * 1.01
+    write_particles_star(tmp_path / "r1/kept_other.star", kept)
+    with pytest.raises(InputError, match="optics groups differ"):
+        pool_particles([tmp_path / "r1/accepted.star", tmp_path / "r1/kept_other.star"], tmp_path / "other.star")
 
 
 def test_cli_select_steps(relion, tmp_path, capsys):

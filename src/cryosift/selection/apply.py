@@ -225,6 +225,21 @@ def apply_final(particles: str | Path, scores: str | Path, out_dir: str | Path, 
     return _write_step(Path(out_dir), parts, subsets, per_particle, _formats(parts, formats), summary, annotate)
 
 
+def _same_optics(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Equal optics tables, numbers compared to float32 precision: files that went through
+    cryoSPARC (.cs stores float32) carry e.g. Cs 2.700000047683716 where RELION's say 2.7."""
+    if a.shape != b.shape or sorted(a.columns) != sorted(b.columns):
+        return False
+    for col in a.columns:
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        if np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number):
+            if not np.allclose(x.astype(np.float64), y.astype(np.float64), rtol=1e-6, atol=0.0):
+                return False
+        elif not (x.astype(str) == y.astype(str)).all():
+            return False
+    return True
+
+
 def pool_particles(inputs, out: str | Path) -> int:
     """Concatenate particle files of one data set (e.g. kept + accepted) into ``out``, atomically.
 
@@ -251,7 +266,7 @@ def pool_particles(inputs, out: str | Path) -> int:
     sets = [read_particles_star(p) for p in paths]
     optics = sets[0].optics.reset_index(drop=True)
     for p, s in zip(paths[1:], sets[1:]):
-        if not s.optics.reset_index(drop=True).equals(optics):
+        if not _same_optics(s.optics.reset_index(drop=True), optics):
             raise InputError(p, f"optics groups differ from {paths[0].name}; pool files of one data set only")
     # Columns every input has (score columns of one step are not in another's files).
     common = [c for c in sets[0].particles.columns if all(c in s.particles for s in sets[1:])]
