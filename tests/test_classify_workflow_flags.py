@@ -67,6 +67,12 @@ def test_flag_errors_name_the_file(particles, tmp_path, capsys):
                      "--previous-selection", bad) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "no 'stop' entry" in err
+    # A manifest missing the files it should name is one line, not a traceback.
+    for record, missing in (({"empty": True}, "particles"), ({"engine": "builtin"}, "job_dir, model_star")):
+        broken = tmp_path / "classification.json"
+        broken.write_text(json.dumps({"format": "cryosift-classification", **record}))
+        assert cli_main(["score", str(broken), "-o", str(tmp_path / "s.star")]) == 2
+        assert f"{broken}: manifest lacks {missing}" in capsys.readouterr().err
 
 
 def test_continue_if_same_resumes_only_identical_settings(particles, tmp_path):

@@ -13,8 +13,6 @@ import json
 import os
 import pickle
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +23,9 @@ from cryosparc.dataset import Dataset
 
 from cryosift.io import read_cs, read_map, read_particles_star
 from tests.test_cryosparc_fake import FakeAdapter, make_particles
+from tests.test_workflow_run import check, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "workflow" / "Snakefile"
 HEADER = "dataset\ttype\tsource\tengine\tdiameter\tmodel\tpixel_size\trounds\tbox"
 
 CRYOSPARC = {"project": "P3", "workspace": "W2", "run": "wf", "base_url": "http://cs.example.org:39000",
@@ -40,19 +38,6 @@ def write_project(path: Path, rows, **config) -> Path:
         "\n".join([HEADER] + ["\t".join(str(v) for v in row) for row in rows]) + "\n")
     (path / "config" / "config.yaml").write_text(yaml.safe_dump({"datasets": "config/datasets.tsv", **config}))
     return path
-
-
-def snakemake(workdir: Path, *extra: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
-           **(env or {})}
-    cmd = ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
-           "--directory", str(workdir), "--configfile", str(workdir / "config" / "config.yaml"), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
-
-
-def check(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
 
 
 def job_counts(out: str) -> dict:

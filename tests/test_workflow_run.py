@@ -51,11 +51,21 @@ def make_project(path: Path) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    cmd = ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
-           "--directory", str(workdir), "--configfile", str(workdir / "config" / "config.yaml"), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+def snakemake_env(extra: dict | None = None) -> dict:
+    """This interpreter's programs first on PATH, one OpenMP thread per job."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
+            **(extra or {})}
+
+
+def snakemake_command(workdir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+            "--configfile", str(workdir / "config" / "config.yaml"), *extra]
+
+
+def snakemake(workdir: Path, *extra: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` with its config/config.yaml (``env``: extra variables)."""
+    cmd = ["timeout", "-s", "KILL", str(timeout), *snakemake_command(workdir, *extra)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(env), cwd=workdir)
 
 
 def check(proc: subprocess.CompletedProcess) -> str:
@@ -157,10 +167,8 @@ def test_run_killed_mid_job_resumes_to_the_same_results(local_run, tmp_path):
     trusted, and after `--unlock` the rerun (profiles/local reruns incomplete jobs) completes
     with the same files as the uninterrupted run."""
     project = make_project(tmp_path / "killed")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    base = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(project),
-            "--configfile", str(project / "config" / "config.yaml")]
-    run = subprocess.Popen([*base, "--profile", str(REPO / "profiles" / "local")], cwd=project, env=env,
+    run = subprocess.Popen(snakemake_command(project, "--profile", str(REPO / "profiles" / "local")), cwd=project,
+                           env=snakemake_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     logs, deadline, victim = project / "results" / "logs" / "abinit" / "wf", time.monotonic() + 900, None
     try:

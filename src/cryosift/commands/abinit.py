@@ -91,19 +91,8 @@ def _relion(args, pset):
 
 
 def _no_particles(args, pset):
-    """A score cutoff that kept nothing: write the empty particle set and an all-zero map of the
-    particles' box (so the cutoff's branch completes), and say so; validation reports no metrics."""
-    from pathlib import Path
+    """A score cutoff that kept nothing: an empty particle set and an all-zero map (the branch completes)."""
+    from cryosift.reconstruct.abinit import write_empty_abinit
 
-    import numpy as np
-
-    from cryosift.io.mrc import write_map
-    from cryosift.io.star import write_particles_star
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_particles_star(out / "abinit_particles.star", pset)
-    box = int(pset.optics["rlnImageSize"].iloc[0])
-    write_map(out / "abinit.mrc", np.zeros((box,) * 3, dtype=np.float32), float(pset.optics["rlnImagePixelSize"].iloc[0]))
-    log.warning("%s holds no particles: no ab initio; %s is an empty (all-zero) map", args.particles,
-                out / "abinit.mrc")
+    volume = write_empty_abinit(pset, args.out)
+    log.warning("%s holds no particles: no ab initio; %s is an empty (all-zero) map", args.particles, volume)

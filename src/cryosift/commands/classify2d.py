@@ -18,7 +18,7 @@ from cryosift.engines import get_engine
 from cryosift.commands._engine_options import add_engine_options, engine_options
 from cryosift.engines.builtin.params import Class2DParams
 from cryosift.errors import InputError
-from cryosift.pipeline.manifest import loop_stopped, reuse_manifest, write_empty_manifest, write_manifest
+from cryosift.pipeline.manifest import reuse_if_loop_stopped, write_empty_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,7 @@ def _holds_no_particles(path) -> bool:
 
 
 def main(args):
-    if bool(args.previous) != bool(args.previous_selection):
-        raise InputError(args.previous or args.previous_selection, "--previous and --previous-selection go together")
-    if args.previous and loop_stopped(args.previous_selection):
-        if not args.manifest:
-            raise InputError(args.previous_selection, "the loop has stopped; give --manifest to record the reuse")
-        reuse_manifest(args.manifest, args.previous)
+    if reuse_if_loop_stopped(args.manifest, args.previous, args.previous_selection):
         log.info("the loop stopped after the previous round: %s reuses %s", args.manifest, args.previous)
         return
     if args.manifest and _holds_no_particles(args.particles):

@@ -28,7 +28,7 @@ from cryosift.engines.cryosparc import CryosparcEngine, render_plan
 from cryosift.engines.cryosparc import workflow as W
 from cryosift.errors import InputError
 from cryosift.io.atomic import write_text_atomic
-from cryosift.pipeline.manifest import loop_stopped, reuse_manifest, write_manifest
+from cryosift.pipeline.manifest import reuse_if_loop_stopped, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ def _engine(args) -> CryosparcEngine:
 def main(args):
     if args.action == "settings":
         return _settings(args)
-    if args.action == "classify" and (args.previous or args.previous_selection) and _reused(args):
+    if args.action == "classify" and reuse_if_loop_stopped(args.manifest, args.previous, args.previous_selection):
+        log.info("the loop stopped after the previous round: %s reuses %s", args.manifest, args.previous)
         return
     engine = _engine(args)
     if args.action == "check":
@@ -189,16 +190,3 @@ def _settings(args):
     record = W.write_settings(block, args.output)
     log.info("cryoSPARC settings for project %s, workspace %s -> %s", record["project"], record["workspace"],
              args.output)
-
-
-def _reused(args) -> bool:
-    """Whether the previous round ended the loop: then its classification is reused and no job is made."""
-    if not (args.previous and args.previous_selection):
-        raise InputError(args.previous or args.previous_selection, "--previous and --previous-selection go together")
-    if not loop_stopped(args.previous_selection):
-        return False
-    if not args.manifest:
-        raise InputError(args.previous_selection, "the loop has stopped; give --manifest to record the reuse")
-    reuse_manifest(args.manifest, args.previous)
-    log.info("the loop stopped after the previous round: %s reuses %s", args.manifest, args.previous)
-    return True

@@ -17,18 +17,23 @@ from cryosift.io.star import last_finished_iteration
 FORMAT = "cryosift-classification"
 
 
+def _relative(p, base) -> str:
+    """``p`` relative to the folder ``base`` when inside it, else absolute (manifests move with results)."""
+    p, base = Path(p).resolve(), Path(base).resolve()
+    try:
+        return str(p.relative_to(base))
+    except ValueError:
+        return str(p)
+
+
 def write_manifest(path: str | Path, engine: str, job_dir: str | Path, reused_from: str | Path | None = None,
                    **extra) -> dict:
     """Record the last finished iteration of ``job_dir`` in ``path`` (written atomically, last)."""
     found = last_finished_iteration(job_dir)
-    base = Path(path).parent.resolve()
+    base = Path(path).parent
 
-    def rel(p: Path) -> str:
-        p = Path(p).resolve()
-        try:
-            return str(p.relative_to(base))
-        except ValueError:
-            return str(p)
+    def rel(p) -> str:
+        return _relative(p, base)
 
     record = {"format": FORMAT, "engine": engine, "iteration": found["iteration"], "job_dir": rel(job_dir),
               "model_star": rel(found["model"]), "data_star": rel(found["data"]),
@@ -44,13 +49,8 @@ def write_empty_manifest(path: str | Path, engine: str, particles: str | Path) -
     The steps after it read an empty classification: no classes, no scores, empty subsets, so a
     dataset whose particles were all rejected still completes, with "no particles kept".
     """
-    base = Path(path).parent.resolve()
-    src = Path(particles).resolve()
-    try:
-        rel = str(src.relative_to(base))
-    except ValueError:
-        rel = str(src)
-    record = {"format": FORMAT, "engine": engine, "empty": True, "iteration": 0, "particles": rel,
+    record = {"format": FORMAT, "engine": engine, "empty": True, "iteration": 0,
+              "particles": _relative(particles, Path(path).parent),
               "reused_from": None}
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
     return record
@@ -69,10 +69,14 @@ def read_manifest(path: str | Path) -> dict:
     p, record = _read_json(path)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise InputError(p, "not a cryosift classification manifest")
+    keys = ("particles",) if record.get("empty") else ("job_dir", "model_star", "data_star", "classes_mrcs")
+    missing = [k for k in keys if not isinstance(record.get(k), str)]
+    if missing:
+        raise InputError(p, f"manifest lacks {', '.join(missing)}")
     if record.get("empty"):
         record["particles"] = (p.parent / record["particles"]).resolve()
         return record
-    for key in ("job_dir", "model_star", "data_star", "classes_mrcs"):
+    for key in keys:
         record[key] = (p.parent / record[key]).resolve()
         if key != "job_dir" and not record[key].exists():
             raise InputError(p, f"{key} {record[key]} no longer exists")
@@ -113,3 +117,21 @@ def reuse_manifest(path: str | Path, previous: str | Path) -> dict:
     extra = {k: v for k, v in record.items() if k not in {"format", "engine", "iteration", "job_dir", "model_star",
                                                         "data_star", "classes_mrcs", "reused_from"}}
     return write_manifest(path, record["engine"], record["job_dir"], reused_from=Path(previous).resolve(), **extra)
+
+
+def reuse_if_loop_stopped(manifest, previous, previous_selection) -> bool:
+    """The ``--manifest/--previous/--previous-selection`` rule of a loop round's classification.
+
+    Returns True when the previous round ended the loop: ``manifest`` then names the previous
+    classification and nothing is classified. False when there is no previous round or the
+    loop goes on. InputError for half of the pair, or a stopped loop without ``manifest``.
+    """
+    if bool(previous) != bool(previous_selection):
+        raise InputError(previous or previous_selection, "--previous and --previous-selection go together")
+    if not previous or not loop_stopped(previous_selection):
+        return False
+    if not manifest:
+        raise InputError(previous_selection, "the loop has stopped; give --manifest to record the reuse")
+    reuse_manifest(manifest, previous)
+    return True
+

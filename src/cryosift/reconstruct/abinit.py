@@ -227,3 +227,23 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
     log.info("ab initio finished in %.0f s: %s", seconds, paths["map"])
     return AbinitResult(paths["map"], paths["half1"], paths["half2"], star_path, log_path, full, pixel_size, posed,
                         history, seconds)
+
+
+def write_empty_abinit(pset: ParticleSet, out: str | Path) -> Path:
+    """Outputs of a score cutoff that kept no particles, so its branch completes.
+
+    Writes ``abinit_particles.star`` (no particles, ``pset``'s optics) and ``abinit.mrc``,
+    an all-zero map of the optics' box and pixel size; removes stale half maps.
+    Validation then reports ``no particles kept``. Returns the map's path.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    empty = pset.subset(np.arange(0))
+    with atomic_path(out / "abinit_particles.star") as tmp:
+        write_particles_star(tmp, empty)
+    for name in ("abinit_half1.mrc", "abinit_half2.mrc"):
+        (out / name).unlink(missing_ok=True)
+    box = int(pset.optics["rlnImageSize"].iloc[0])
+    write_map(out / "abinit.mrc", np.zeros((box,) * 3, dtype=np.float32), float(pset.optics["rlnImagePixelSize"].iloc[0]))
+    return out / "abinit.mrc"
+

@@ -207,26 +207,16 @@ def write_no_particles(particles, copy_to: str | Path, box: int | None = None) -
     ``no particles kept``.
     """
     from cryosift.io.convert import read_particles
-    from cryosift.io.models import ParticleSet
-    from cryosift.io.mrc import write_map
-    from cryosift.io.star import write_particles_star
+    from cryosift.reconstruct.abinit import write_empty_abinit
 
     star = Path(particles).with_suffix(".star")
     if not star.is_file():
         raise InputError(particles, f"an empty selection without {star.name} beside it (its optics); "
                                     "run `cryosift cryosparc select` again")
     pset = read_particles(star)
-    optics = pset.optics.copy()
-    old = int(optics["rlnImageSize"].iloc[0])
+    old = int(pset.optics["rlnImageSize"].iloc[0])
     if box and int(box) != old:  # the selection's particles may be binned; the branch works at the full box
-        optics["rlnImagePixelSize"] = optics["rlnImagePixelSize"].astype(float) * old / int(box)
-        optics["rlnImageSize"] = int(box)
-    out = Path(copy_to)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / PARTICLES) as tmp:
-        write_particles_star(tmp, ParticleSet(pset.particles, optics, source=out / PARTICLES))
-    for name in HALVES:
-        (out / name).unlink(missing_ok=True)
-    n = int(optics["rlnImageSize"].iloc[0])
-    write_map(out / MAP, np.zeros((n,) * 3, dtype=np.float32), float(optics["rlnImagePixelSize"].iloc[0]))
-    log.warning("%s holds no particles: no jobs; %s is an empty (all-zero) map", particles, out / MAP)
+        pset.optics["rlnImagePixelSize"] = pset.optics["rlnImagePixelSize"].astype(float) * old / int(box)
+        pset.optics["rlnImageSize"] = int(box)
+    volume = write_empty_abinit(pset, copy_to)
+    log.warning("%s holds no particles: no jobs; %s is an empty (all-zero) map", particles, volume)
