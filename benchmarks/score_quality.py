@@ -11,8 +11,9 @@ datasets 160-183 of that seed are held out). Prints, against the ground-truth gr
 - AUC of junk classes (purity < 0.5) against good ones (grade <= 3.5) (target >= 0.95);
 - MSE of the network output on the [0, 1] target 0.2 (5 - grade) (target <= 0.0055, the
   published validation figure);
-- selection at the cutoff on each dataset's last iteration: true particles kept (target >= 95 %)
-  and junk particles removed (target >= 90 %), with the oracle that selects on the true grades;
+- selection at the cutoff on each dataset's last iteration: complete particles kept (target
+  >= 95 %) and junk removed (target >= 90 %), with the oracle that selects on the true grades;
+  particles with a domain missing count as neither (their kept fraction is printed apart);
 - the same per orientation distribution and per classification iteration.
 """
 
@@ -70,6 +71,8 @@ def main(argv=None):
     print(f"selection at {args.cutoff:g} (last iteration, pooled): true kept {s['true_kept']:.1%} (target >= 95%), "
           f"junk removed {s['junk_removed']:.1%} (target >= 90%); oracle on true grades: {r['true_kept']:.1%} / "
           f"{r['junk_removed']:.1%}; datasets meeting both: {o.get('datasets_meeting_selection', 0)}/{o.get('datasets', 0)}")
+    if np.isfinite(s["partial_kept"]):
+        print(f"  particles with a domain missing (neither particle nor junk above): {s['partial_kept']:.1%} kept")
     for name, group in (("orientations", metrics["by_orientations"]), ("iteration", metrics["by_iteration"])):
         for k, q in group.items():
             print(f"  {name} {k}: {q['classes']} classes, Spearman {q['spearman']:.3f}, AUC {q['auc']:.3f}, MSE {q['mse']:.4f}")

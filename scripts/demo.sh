@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: the whole workflow on one simulated dataset with ground truth (config/datasets.tsv,
-# preset "demo": 3,000 particles of a 250 kDa pseudo-protein, 64 px, a third of them junk),
+# The demo: the whole workflow on one simulated dataset with ground truth (the `demo` row of
+# config/datasets.tsv, config/demo_dataset.yaml: 3,000 images of a 120 kDa pseudo-protein in
+# 12 views, 64 px, a third of them junk),
 # with the builtin engine: iterative 2D classification, scoring and selection, per-cutoff ab
 # initio and validation against the true model, the comparison table, plots and HTML report.
 set -euo pipefail

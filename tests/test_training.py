@@ -26,7 +26,7 @@ from cryosift.scoring.training.grades import (
 )
 from cryosift.scoring.training.labels import read_grade_csv, read_labels, read_selection
 from cryosift.scoring.training.train import TrainSettings, state_path, train
-from cryosift.scoring.training.truth import alignment_consistency, frc, frc_resolution
+from cryosift.scoring.training.truth import alignment_consistency, class_measures, frc, frc_resolution
 from tests.test_scoring_data import make_relion_job
 
 TINY = GenerationSettings(particles=(160, 160), mass_kda=(60.0, 60.0), pixel_size=(3.0, 3.0), box=(40, 40),
@@ -92,6 +92,20 @@ def test_alignment_consistency_of_perfect_and_random_classes():
     assert alignment_consistency(random)["inplane_err_deg"] > 60.0
 
 
+def test_partial_particles_count_as_particles_not_junk():
+    rng = np.random.default_rng(3)
+    labels = ["true"] * 6 + ["partial"] * 3 + ["ice_blob"] * 1 + ["partial"] * 2 + ["carbon_edge"] * 8
+    n = len(labels)
+    members = pd.DataFrame({"class": [1] * 10 + [2] * 10, "label": labels, "rot": 10.0, "tilt": 50.0,
+                            "psi": rng.uniform(-180, 180, n), "ox": 0.0, "oy": 0.0, "ox2d": 0.0, "oy2d": 0.0})
+    members["psi2d"] = members["psi"]
+    m = class_measures(members, np.zeros((2, 8, 8)), [1, 2], 3.0, 100.0, ideal=None)
+    assert m["true_members"].tolist() == [6, 0] and m["partial_members"].tolist() == [3, 2]
+    assert m["purity"].tolist() == pytest.approx([0.9, 0.2])
+    # the alignment is judged on the complete particles only: class 2 has none
+    assert m.loc[0, "align_rel"] < 1e-6 and np.isnan(m.loc[1, "align_rel"])
+
+
 def test_frc_resolution():
     rng = np.random.default_rng(1)
     a = torch.from_numpy(rng.normal(size=(32, 32)))
@@ -135,7 +149,9 @@ def test_generated_dataset_files_and_grades(tiny_sets):
             "true_members", "junk_members"} <= set(t.columns)
     assert t["grade"].between(1.0, 5.0).all()
     assert (t.loc[t["members"] == 0, "grade"] == 5.0).all()
-    assert (t["members"] == t["true_members"] + t["junk_members"]).all()
+    assert (t["members"] == t["true_members"] + t["partial_members"] + t["junk_members"]).all()
+    particle_like = (t["true_members"] + t["partial_members"]) / t["members"]
+    assert np.allclose(t["purity"].dropna(), particle_like[t["members"] > 0])
     final = t[t["final"]]
     assert final["members"].sum() == 160  # every particle sits in one class
     assert sorted(p.name for p in (root / "ds0").iterdir()) == ["averages.npz", "classes.csv", "settings.json"]
@@ -282,12 +298,14 @@ def test_quality_metrics():
     assert roc_auc([3, 4, 5], [1, 2]) == 1.0 and roc_auc([1], [1]) == 0.5
     t = pd.DataFrame({"grade": [1.0, 2.0, 3.0, 5.0, 5.0], "score": [1.1, 2.2, 2.9, 4.8, 5.2],
                       "purity": [1.0, 0.95, 0.9, 0.1, np.nan], "true_members": [50, 40, 30, 2, 0],
-                      "junk_members": [0, 2, 3, 20, 0], "final": True, "dataset": "d"})
+                      "junk_members": [0, 2, 3, 20, 0], "partial_members": [0, 4, 0, 4, 0], "final": True,
+                      "dataset": "d"})
     t["target"] = 0.2 * (5 - t["grade"])
     t["network_output"] = 0.2 * (5 - t["score"])
     q = quality(t)
     assert q["spearman"] > 0.95 and q["auc"] == 1.0
     assert q["selection"]["true_kept"] == pytest.approx(120 / 122) and q["selection"]["junk_removed"] == pytest.approx(20 / 25)
+    assert q["selection"]["partial_kept"] == pytest.approx(0.5)
 
 
 # ---- the shipped model -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 # Training the scoring model: simulated datasets, 2D-classified and graded against their ground
 # truth, then the network. Run with the training configuration:
-#   snakemake -s workflow/Snakefile --configfile config/train.yaml train --cores 2
+#   snakemake -s workflow/Snakefile train --configfile config/train.yaml --cores 2
 # Datasets 0 .. N-1 train the model; N .. N+heldout-1 (other structures) measure its quality, and
 # the selection datasets (well-classifiable, more junk) measure the selection at the cutoff.
 import json as _json
@@ -101,7 +101,7 @@ rule train_model:
         f"{TRAIN_OUT}/logs/train_model.log",
     benchmark:
         f"{TRAIN_OUT}/benchmarks/train_model.tsv"
-    threads: 1
+    threads: 2
     resources:
         gpu=1,
         mem_mb=8000,

@@ -8,8 +8,9 @@ Metrics (docs/training.md, benchmarks/score_quality.py):
 - ``mse``: mean squared error of the network output against the [0, 1] target 0.2 (5 - grade),
   the paper's validation figure;
 - selection at a cutoff, per dataset on the last classification iteration: fraction of the
-  true particles in classes scoring <= cutoff (kept) and of the junk particles in the others
-  (removed), pooled over datasets; also for the oracle that selects on the true grades.
+  complete particles in classes scoring <= cutoff (kept) and of the junk in the others
+  (removed), pooled over datasets; particles with a domain missing are reported apart (kept);
+  also for the oracle that selects on the true grades.
 """
 
 from __future__ import annotations
@@ -52,11 +53,18 @@ def score_examples(model: ScoringModel, examples: Examples, device=None) -> pd.D
 
 
 def selection(table: pd.DataFrame, cutoff: float, column: str = "score") -> dict:
-    """Kept true and removed junk particles when classes with ``column`` <= cutoff are kept (pooled)."""
+    """Particles kept and junk removed when classes with ``column`` <= cutoff are kept (pooled).
+
+    ``true_kept``: complete particles kept; ``junk_removed``: junk (not particle-like) removed;
+    ``partial_kept``: particles with a domain missing kept (NaN when there are none), neither
+    particle nor junk here since no 2D selection can tell them apart.
+    """
     keep = table[column].to_numpy() <= cutoff
     true, junk = table["true_members"].to_numpy(np.float64), table["junk_members"].to_numpy(np.float64)
+    partial = table["partial_members"].to_numpy(np.float64) if "partial_members" in table else np.zeros(len(table))
     return {"true_kept": float(true[keep].sum() / max(true.sum(), 1.0)),
-            "junk_removed": float(1.0 - junk[keep].sum() / max(junk.sum(), 1.0))}
+            "junk_removed": float(1.0 - junk[keep].sum() / max(junk.sum(), 1.0)),
+            "partial_kept": float(partial[keep].sum() / partial.sum()) if partial.sum() > 0 else float("nan")}
 
 
 def quality(table: pd.DataFrame, cutoff: float = 3.5) -> dict:

@@ -233,7 +233,7 @@ def grade_dataset(out_dir: str | Path, keep: bool = False) -> pd.DataFrame:
     table.insert(0, "structure", info["structure"])
     table.insert(0, "dataset", info["name"])
     table["final"] = table["iteration"] == last
-    table["junk_members"] = table["members"] - table["true_members"]
+    table["junk_members"] = table["members"] - table["true_members"] - table["partial_members"]
     table["snr"] = info["spec"]["snr"]
     table["orientations"] = info["spec"]["orientations"]
     with atomic_path(out / AVERAGES_NPZ) as tmp:

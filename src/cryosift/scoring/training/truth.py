@@ -3,7 +3,12 @@
 For one classification iteration (``run_itNNN_data.star`` + class averages) and the
 simulation's ground truth, every class gets:
 
-- ``purity``: true particles among its members (hard assignment, ``rlnClassNumber``);
+- ``purity``: particles among its members (hard assignment, ``rlnClassNumber``). Particles
+  with a domain missing (``partial``) count as particles: they are the molecule, a 2D
+  average cannot show them apart (3D classification separates them), and what they do
+  to the average shows in the FRC below, whose ideal holds the complete particles only.
+  All other junk counts against purity. ``true_members`` (complete particles) and
+  ``partial_members`` keep the two kinds apart;
 - ``inplane_err_deg``, ``shift_err_A``, ``view_spread_deg``: how consistently its true
   members were aligned. A member with true rotation A (RELION matrix) assigned in-plane
   angle psi shows the class in orientation B = Rz(psi)^T A; for a perfectly aligned class of
@@ -272,7 +277,8 @@ def class_measures(members: pd.DataFrame, averages: np.ndarray, class_numbers, p
     Returns
     -------
     pd.DataFrame
-        One row per class: ``class``, ``members``, ``true_members``, ``purity``,
+        One row per class: ``class``, ``members``, ``true_members`` (complete particles),
+        ``partial_members`` (a domain missing), ``purity`` (both kinds over all members),
         ``inplane_err_deg``, ``view_spread_deg``, ``shift_err_A``, ``align_err_A``,
         ``align_rel``, ``frc_resolution_A``, ``match_cc``.
     """
@@ -281,7 +287,8 @@ def class_measures(members: pd.DataFrame, averages: np.ndarray, class_numbers, p
     for k, avg in zip(np.asarray(class_numbers, dtype=np.int64), averages):
         mem = members[members["class"] == k]
         true = mem[mem["label"] == "true"]
-        n, nt = len(mem), len(true)
+        # Partial particles count as particles for the purity (module description).
+        n, nt, npart = len(mem), len(true), int((mem["label"] == "partial").sum())
         cons = alignment_consistency(true)
         inplane = 0.0 if np.isnan(cons["inplane_err_deg"]) else math.radians(cons["inplane_err_deg"])
         err = math.hypot(cons["shift_err_A"], inplane * diameter_A / 2.0) if nt > 1 else np.nan
@@ -289,7 +296,8 @@ def class_measures(members: pd.DataFrame, averages: np.ndarray, class_numbers, p
         if ideal is not None and nt > 0:
             a, b, cc = ideal.match(avg, ideal.ideal(cons["aligned"], rng))
             res = frc_resolution(frc(a, b), ideal.box, pixel_size)
-        rows.append({"class": int(k), "members": n, "true_members": nt, "purity": nt / n if n else np.nan,
+        rows.append({"class": int(k), "members": n, "true_members": nt, "partial_members": npart,
+                     "purity": (nt + npart) / n if n else np.nan,
                      "inplane_err_deg": cons["inplane_err_deg"], "view_spread_deg": cons["view_spread_deg"],
                      "shift_err_A": cons["shift_err_A"], "align_err_A": err, "align_rel": err / diameter_A,
                      "frc_resolution_A": res if ideal is not None else np.nan, "match_cc": cc})
