@@ -26,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 
-SPEC = {"name": "wf", "box": 56, "pixel_size": 2.5, "mass_kda": 80.0, "n_particles": 400, "snr": 0.5,
+SPEC = {"name": "wf", "box": 56, "pixel_size": 2.5, "mass_kda": 80.0, "n_particles": 400, "snr": 1.0,
         "orientations": "views", "n_views": 4, "shift_sd_A": 3.0, "particles_per_micrograph": 50,
         "junk": {"empty_ice": 0.08, "ice_blob": 0.08, "aggregate": 0.04, "carbon_edge": 0.05}, "seed": 3}
 CONFIG = {
