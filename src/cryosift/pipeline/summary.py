@@ -37,7 +37,8 @@ def summarize_dataset(info: str | Path, rounds: list, final: str | Path, validat
                "pixel_size": facts["pixel_size"], "particles": total, "rounds": []}
     for path in rounds:
         s = _load(path)
-        summary["rounds"].append({"round": s["round"], "stop": s["stop"], **s["particles"]})
+        carried = {"carried_over": True} if "carried_over_from" in s else {}  # the loop had stopped
+        summary["rounds"].append({"round": s["round"], "stop": s["stop"], **s["particles"], **carried})
     f = _load(final)
     summary["pooled"] = f["particles"]["total"]
     summary["cutoffs"] = {}

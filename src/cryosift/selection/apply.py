@@ -47,10 +47,13 @@ class ClassifiedParticles:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        #: The manifest this classification was reused from (a round after the loop stopped).
+        self.reused_from = None
         if self.path.suffix == ".json":  # a workflow classification manifest
             from cryosift.pipeline.manifest import read_manifest
 
             record = read_manifest(self.path)
+            self.reused_from = record.get("reused_from")
             if record.get("empty"):  # no particles were left to classify
                 self.path, self.dataset = record["particles"], None
                 self.pset = read_particles(self.path)
@@ -167,6 +170,10 @@ def apply_round(particles: str | Path, scores: str | Path, out_dir: str | Path, 
     per_particle = parts.scores(table, scores)
     status_of = dict(zip(decision.table["class"], decision.table["status"]))
     status = np.array([status_of[c] for c in parts.classes], dtype=object)
+    if parts.reused_from is not None:
+        # The loop stopped before this round: its classification is the previous round's, whose
+        # accepted and rejected particles were counted there. Only the kept ones carry over.
+        status[np.isin(status, ["accepted", "rejected"])] = "counted"
     subsets = {"accepted": status == "accepted", "kept": np.isin(status, ["kept", "attractor"]),
                "rejected": status == "rejected"}
     summary = {
@@ -176,9 +183,12 @@ def apply_round(particles: str | Path, scores: str | Path, out_dir: str | Path, 
         "inputs": {"particles": str(particles), "scores": str(scores)},
         "rules": decision.rules,
         "classes": {s: [int(c) for c in decision.classes(s)] for s in STATUSES},
-        "particles": {**{s: int((status == s).sum()) for s in STATUSES}, "total": len(parts)},
+        "particles": {**{s: int((status == s).sum()) for s in STATUSES}, "total": int((status != "counted").sum())},
         "subsets": {"accepted": ["accepted"], "kept": ["kept", "attractor"], "rejected": ["rejected"]},
     }
+    if parts.reused_from is not None:
+        summary.update(stop=True, next="final", carried_over_from=str(parts.reused_from))
+        summary["classes"].update(accepted=[], rejected=[])
     return _write_step(Path(out_dir), parts, subsets, per_particle, _formats(parts, formats), summary, annotate)
 
 
