@@ -21,6 +21,8 @@ from cryosift.scoring import (
     score_classes,
 )
 from cryosift.scoring.checkpoint import ScoringModel
+from cryosift.scoring.inference import mean_output
+from cryosift.scoring.preprocess import dihedral_view, preprocess
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,43 @@ def test_inference_is_deterministic_and_independent_of_batch_size(relion_job):
     # identical features -> identical scores (mass deviations do depend on the job)
     same = np.all(np.isclose(feats_full[keep], feats_sub), axis=1)
     np.testing.assert_allclose(alone["score"][same], a[keep][same], atol=1e-5)
+
+
+def test_eight_view_output_is_the_mean_over_the_symmetries_of_the_network_input():
+    net = build_network(seed=5).eval()
+    x = torch.randn(5, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    f = torch.randn(5, 6, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ref = mean_output(net, x, f, 8)
+        singles = torch.stack([mean_output(net, dihedral_view(x, v), f, 1) for v in range(8)])
+        torch.testing.assert_close(singles.mean(0), ref, rtol=0, atol=1e-6)
+        for v in range(8):  # the same eight inputs in another order: equal up to rounding
+            torch.testing.assert_close(mean_output(net, dihedral_view(x, v), f, 8), ref, rtol=0, atol=1e-6)
+    assert (singles - singles[0]).abs().max() > 1e-4  # one view alone depends on orientation
+
+
+def test_scores_of_an_eight_view_model_average_its_views(relion_job):
+    classes = read_class_averages(relion_job)
+    net = build_network(seed=5).eval()
+    config = ModelConfig(views=8)
+    table = score_classes(classes, ScoringModel(net, config), batch_size=4)
+    x = preprocess(torch.from_numpy(np.ascontiguousarray(classes.images)), classes.pixel_size, config.preprocessing)
+    f = torch.from_numpy(feature_matrix(class_features(classes), config.features))
+    with torch.inference_mode():
+        views = [net(dihedral_view(x, v), f)[:, 0].double().numpy() for v in range(8)]
+    np.testing.assert_allclose(table["network_output"], np.mean(views, axis=0), rtol=0, atol=1e-6)
+    assert np.abs(table["network_output"] - views[0]).max() > 1e-5  # not just the first view
+    assert "mean of 8 views" in table.attrs["model"]
+
+
+def test_dihedral_views_are_the_eight_distinct_symmetries():
+    img = torch.arange(16.0).reshape(1, 4, 4)
+    views = [dihedral_view(img, v) for v in range(8)]
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+    assert torch.equal(views[0], img) and torch.equal(views[4], img.flip(-1))
+    assert torch.equal(views[1], torch.rot90(img, 1, dims=(-2, -1)))
+    with pytest.raises(ValueError, match="0-7"):
+        dihedral_view(img, 8)
 
 
 def test_nan_score_is_an_error_naming_the_class(relion_job):

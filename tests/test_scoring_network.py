@@ -123,9 +123,23 @@ def test_our_checkpoint_round_trip_records_preprocessing_decode_provenance(tmp_p
     assert not model.config.published
     assert model.config.preprocessing == Preprocessing("fourier", 72, 3.5, "background")
     assert model.config.decode == "grade"
+    assert model.config.views == 8 and raw["cryosift"]["views"] == 8
     assert model.config.features.mass_deviation == "relative"
     assert all(torch.equal(v, model.network.state_dict()[k]) for k, v in net.state_dict().items())
     assert not list(tmp_path.glob(".*part*"))  # no temporary left behind
+
+
+def test_checkpoint_without_views_entry_scores_one_view_and_bad_views_are_refused(tmp_path):
+    net = build_network(seed=2)
+    meta = ModelConfig().to_dict()
+    del meta["views"]  # saved before the entry existed: scored the image as given
+    torch.save({"model_state_dict": net.state_dict(), "cryosift": meta}, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").config.views == 1
+    torch.save({"model_state_dict": net.state_dict(), "cryosift": {**meta, "views": 4}}, tmp_path / "four.pt")
+    with pytest.raises(InputError, match="four.pt.*views must be one of"):
+        load_checkpoint(tmp_path / "four.pt")
+    assert load_checkpoint(tmp_path / "old.pt").config.describe().endswith("grade decode")
+    assert "mean of 8 views" in ModelConfig().describe()
 
 
 def test_bad_metadata_is_an_input_error(tmp_path):

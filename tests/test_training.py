@@ -255,6 +255,7 @@ def test_fine_tune_from_csv_by_image_and_by_class(relion_job, tmp_path):
         os.chdir(cwd)
     model = load_checkpoint(out)
     assert model.config.provenance["fine_tuned_from"].endswith("default.pt")
+    assert model.config.views == 8  # trained on all eight rotations and mirrors, scored on them
     assert json.loads((root / "m.json").read_text())["examples"] == 3
 
 
@@ -314,6 +315,7 @@ def test_shipped_model_is_the_default_and_documented():
     model = resolve_model(None)
     assert model.source == SHIPPED_MODEL and resolve_model("default").source == SHIPPED_MODEL
     assert model.config.decode == "grade" and model.config.preprocessing.input_size == 64
+    assert model.config.views == 8
     prov = model.config.provenance
     assert prov["recipe"]["lr"] == 1e-4 and prov["recipe"]["batch_size"] == 32 and "seed" in prov
     card = (SHIPPED_MODEL.parent / "MODEL_CARD.md").read_text()

@@ -27,6 +27,7 @@ from cryosift.scoring.preprocess import DEFAULT_PREPROCESSING, PUBLISHED_PREPROC
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+VIEW_COUNTS = (1, 8)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class ModelConfig:
         How per-class features are scaled.
     decode : {"published", "grade"}
         How network output becomes a score (:mod:`cryosift.scoring.decode`).
+    views : {1, 8}
+        Network outputs averaged per class average: 8 is the mean over the four 90-degree
+        rotations of the image and of its mirror, so the score does not depend on how the
+        classification happened to orient the average (our models are trained on all eight);
+        1 is the image as stored (published weights, and checkpoints saved without the entry).
     provenance : dict
         Plain values describing where the weights came from.
     published : bool
@@ -50,12 +56,15 @@ class ModelConfig:
     preprocessing: Preprocessing = DEFAULT_PREPROCESSING
     features: FeatureSpec = DEFAULT_FEATURES
     decode: str = "grade"
+    views: int = 8
     provenance: dict = field(default_factory=dict)
     published: bool = False
 
     def __post_init__(self):
         if self.decode not in DECODE_CONVENTIONS:
             raise ValueError(f"unknown decode convention {self.decode!r}")
+        if self.views not in VIEW_COUNTS:
+            raise ValueError(f"views must be one of {VIEW_COUNTS}, got {self.views!r}")
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +72,7 @@ class ModelConfig:
             "preprocessing": self.preprocessing.to_dict(),
             "features": self.features.to_dict(),
             "decode": self.decode,
+            "views": self.views,
             "provenance": dict(self.provenance),
         }
 
@@ -71,6 +81,7 @@ class ModelConfig:
         return cls(preprocessing=Preprocessing.from_dict(d.get("preprocessing", {})),
                    features=FeatureSpec.from_dict(d.get("features", {})),
                    decode=d.get("decode", "grade"),
+                   views=int(d.get("views", 1)),
                    provenance=dict(d.get("provenance", {})))
 
     def describe(self) -> str:
@@ -78,12 +89,13 @@ class ModelConfig:
         p = self.preprocessing
         size = f"{p.input_size} px" + (f" at {p.pixel_size:g} Å/px" if p.pixel_size else "")
         kind = "published CryoSift weights" if self.published else "cryosift model"
-        return f"{kind}: {p.mode} preprocessing ({size}, {p.normalisation}), {self.decode} decode"
+        views = ", mean of 8 views" if self.views == 8 else ""
+        return f"{kind}: {p.mode} preprocessing ({size}, {p.normalisation}), {self.decode} decode{views}"
 
 
 #: Configuration given to checkpoints that carry no metadata (published weights).
 PUBLISHED_CONFIG = ModelConfig(preprocessing=PUBLISHED_PREPROCESSING, features=PUBLISHED_FEATURES,
-                               decode="published", provenance={"source": "published CryoSift checkpoint"},
+                               decode="published", views=1, provenance={"source": "published CryoSift checkpoint"},
                                published=True)
 
 

@@ -1,5 +1,7 @@
 """Score class averages: features, batched preprocessing and network, decode.
 
+A model with ``views=8`` scores the mean network output over the eight 90-degree rotations
+and mirrors of each class average (:class:`~cryosift.scoring.checkpoint.ModelConfig`).
 Inference runs under :func:`torch.inference_mode` in batches of ``batch_size`` classes, so
 memory stays bounded for any number of classes; on CUDA it uses deterministic cuDNN
 kernels so reruns give identical scores.
@@ -19,7 +21,7 @@ from cryosift.io.models import ClassAverages
 from cryosift.scoring.checkpoint import ScoringModel
 from cryosift.scoring.decode import class_score, decode
 from cryosift.scoring.features import class_features, feature_matrix
-from cryosift.scoring.preprocess import preprocess
+from cryosift.scoring.preprocess import dihedral_view, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,38 @@ def _deterministic_cudnn(device: torch.device):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
 
 
+def mean_output(network: torch.nn.Module, x: torch.Tensor, features: torch.Tensor, views: int = 1) -> torch.Tensor:
+    """Network output averaged over the first ``views`` dihedral views of the input.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        In eval mode.
+    x : torch.Tensor
+        Preprocessed class averages, shape (k, 1, n, n).
+    features : torch.Tensor
+        Scaled features, shape (k, 6).
+    views : int
+        1 (the input as given) or 8.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (k,), float64.
+    """
+    total = None
+    for v in range(views):
+        xv = dihedral_view(x, v)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            xv = xv.contiguous(memory_format=torch.channels_last)
+        y = network(xv, features)[:, 0].double()
+        total = y if total is None else total + y
+    return total / views
+
+
 def predict(model: ScoringModel, images: np.ndarray, pixel_size: float, features: np.ndarray,
             batch_size: int = DEFAULT_BATCH_SIZE, device=None) -> np.ndarray:
-    """Raw network outputs for class averages.
+    """Raw network outputs for class averages (averaged over the model's views).
 
     Parameters
     ----------
@@ -77,7 +108,7 @@ def predict(model: ScoringModel, images: np.ndarray, pixel_size: float, features
             batch = torch.from_numpy(np.array(images[start:stop], dtype=np.float32)).to(device)
             x = preprocess(batch, pixel_size, spec).contiguous(memory_format=torch.channels_last)
             f = torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32)).to(device)
-            out[start:stop] = net(x, f)[:, 0].double().cpu().numpy()
+            out[start:stop] = mean_output(net, x, f, model.config.views).cpu().numpy()
     return out
 
 

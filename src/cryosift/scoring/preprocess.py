@@ -195,3 +195,19 @@ def preprocess(images: torch.Tensor, pixel_size: float, spec: Preprocessing) -> 
     elif x.shape[-1] < size:
         x = centre_pad(x, size)
     return x[:, None]
+
+
+def dihedral_view(images: torch.Tensor, view: int) -> torch.Tensor:
+    """One of the 8 exact symmetries of the square: view 0-3 rotate by view x 90 degrees, 4-7 mirror first.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        Shape (..., n, n).
+    view : int
+        0 ... 7; 0 is the images as given.
+    """
+    if not 0 <= view < 8:
+        raise ValueError(f"view must be 0-7, got {view}")
+    out = images.flip(-1) if view >= 4 else images
+    return torch.rot90(out, view % 4, dims=(-2, -1)) if view % 4 else out

@@ -43,7 +43,7 @@ def roc_auc(bad_scores, good_scores) -> float:
 def score_examples(model: ScoringModel, examples: Examples, device=None) -> pd.DataFrame:
     """The examples' table with ``network_output`` and ``score`` added (grade decode)."""
     dev = device if device is not None else model.device
-    raw = predict_examples(model.network.to(dev), examples, dev)
+    raw = predict_examples(model.network.to(dev), examples, dev, views=model.config.views)
     table = examples.table.copy()
     table["network_output"] = raw
     table["score"] = decode(raw, "grade") if model.config.decode == "grade" else decode(

@@ -11,7 +11,8 @@ random generator, averaged weights, history) is written atomically to ``<out>.st
 running again with the same output resumes from it and ends as an uninterrupted run would.
 Validation and the saved model use a moving average of the weights (:class:`TrainSettings`);
 the model written to ``<out>`` is the epoch with the lowest validation MSE (the last epoch
-without validation).
+without validation). Validation scores each image as given; the saved model scores the mean
+over its eight 90-degree rotations and mirrors (``ModelConfig.views``), as it was trained on all.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cryosift.device import pick_device
 from cryosift.errors import InputError
 from cryosift.io.atomic import atomic_path
 from cryosift.scoring.checkpoint import ModelConfig, ScoringModel, save_checkpoint
+from cryosift.scoring.inference import mean_output
 from cryosift.scoring.network import build_network
 from cryosift.scoring.training.data import Examples, augment
 
@@ -93,14 +95,14 @@ def fingerprint(examples: Examples) -> str:
 
 
 @torch.no_grad()
-def predict_examples(network, examples: Examples, device, batch: int = 128) -> np.ndarray:
-    """Raw network outputs (the [0, 1] target scale) for examples, in eval mode."""
+def predict_examples(network, examples: Examples, device, batch: int = 128, views: int = 1) -> np.ndarray:
+    """Raw network outputs (the [0, 1] target scale) for examples, in eval mode, averaged over ``views``."""
     network.eval()
     out = []
     for s in range(0, len(examples), batch):
         x = examples.images[s:s + batch].to(device)
         f = examples.features[s:s + batch].to(device)
-        out.append(network(x, f)[:, 0].double().cpu())
+        out.append(mean_output(network, x, f, views).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
@@ -263,7 +265,7 @@ def train(train_set: Examples, out: str | Path, settings: TrainSettings | None =
     prov = {**cfg.provenance, **(provenance or {}), "recipe": s.to_dict(), "epoch": chosen,
             "validation_mse": result["val_mse"], "train_examples": n,
             "validation_examples": result["validation_examples"]}
-    cfg = ModelConfig(cfg.preprocessing, cfg.features, cfg.decode, provenance=prov)
+    cfg = ModelConfig(cfg.preprocessing, cfg.features, cfg.decode, views=cfg.views, provenance=prov)
     save_checkpoint(out, net.cpu(), cfg, seed=s.seed, extra={"epoch": chosen})
     log.info("wrote %s (epoch %d, validation MSE %s) in %.0f s", out, chosen, result["val_mse"],
              time.perf_counter() - t_all)
