@@ -224,7 +224,11 @@ def test_smoke_training_resumes_to_the_same_model(tiny_sets, tmp_path):
         assert torch.allclose(v, b.network.state_dict()[k]), k
     prov = a.config.provenance
     assert prov["seed"] == 3 and prov["recipe"]["lr"] == 1e-4 and prov["recipe"]["weight_decay"] == 1e-4
-    assert a.config.decode == "grade" and a.config.preprocessing.input_size == 32
+    assert a.config.decode == "grade" and a.config.preprocessing.input_size == 32 and a.config.views == 8
+    # Without rotations and mirrors in training, the model scores the image as given.
+    train(ex.subset(tr), tmp_path / "c.pt", TrainSettings(epochs=1, batch_size=8, seed=3, augment=False),
+          config=cfg, device="cpu")
+    assert load_checkpoint(tmp_path / "c.pt").config.views == 1
     # Other data: refuse to resume.
     with pytest.raises(InputError, match="other data or settings"):
         train(ex.subset(va), tmp_path / "b.pt", s, device="cpu")

@@ -11,8 +11,9 @@ random generator, averaged weights, history) is written atomically to ``<out>.st
 running again with the same output resumes from it and ends as an uninterrupted run would.
 Validation and the saved model use a moving average of the weights (:class:`TrainSettings`);
 the model written to ``<out>`` is the epoch with the lowest validation MSE (the last epoch
-without validation). Validation scores each image as given; the saved model scores the mean
-over its eight 90-degree rotations and mirrors (``ModelConfig.views``), as it was trained on all.
+without validation). Validation scores each image as given; a model trained with augmentation
+scores the mean over the eight 90-degree rotations and mirrors (``ModelConfig.views``), one
+trained without scores the image as given.
 """
 
 from __future__ import annotations
@@ -265,7 +266,9 @@ def train(train_set: Examples, out: str | Path, settings: TrainSettings | None =
     prov = {**cfg.provenance, **(provenance or {}), "recipe": s.to_dict(), "epoch": chosen,
             "validation_mse": result["val_mse"], "train_examples": n,
             "validation_examples": result["validation_examples"]}
-    cfg = ModelConfig(cfg.preprocessing, cfg.features, cfg.decode, views=cfg.views, provenance=prov)
+    # Scored over the eight rotations and mirrors only when trained on them.
+    cfg = ModelConfig(cfg.preprocessing, cfg.features, cfg.decode, views=cfg.views if s.augment else 1,
+                      provenance=prov)
     save_checkpoint(out, net.cpu(), cfg, seed=s.seed, extra={"epoch": chosen})
     log.info("wrote %s (epoch %d, validation MSE %s) in %.0f s", out, chosen, result["val_mse"],
              time.perf_counter() - t_all)
