@@ -77,12 +77,16 @@ def run_selection(out: Path, names: list[str], cores: int) -> float:
     return time.perf_counter() - t0
 
 
-def stack_indices(star: Path) -> np.ndarray:
-    """0-based image indices in the simulated stack of the particles of a STAR file."""
+def stack_indices(star: Path, classes=None) -> np.ndarray:
+    """0-based indices in the simulated stack of a STAR file's particles (only those in ``classes``)."""
     from cryosift.io import read_particles_star
+    from cryosift.io.models import split_image_names
 
-    names = read_particles_star(star).particles["rlnImageName"].astype(str)
-    return names.str.split("@").str[0].astype(int).to_numpy() - 1
+    particles = read_particles_star(star).particles
+    index, _ = split_image_names(particles["rlnImageName"])
+    if classes is not None:
+        index = index[particles["rlnClassNumber"].astype(int).isin(classes).to_numpy()]
+    return index
 
 
 def figures(truth: pd.DataFrame, kept_index: np.ndarray) -> dict:
@@ -99,15 +103,10 @@ def figures(truth: pd.DataFrame, kept_index: np.ndarray) -> dict:
 
 def one_pass(results: Path, name: str, cutoff: float) -> np.ndarray:
     """Indices kept when round 1's classes are split once at ``cutoff``."""
-    import starfile
-
     scores = pd.read_csv(results / "score" / name / "round1" / "scores.csv")
     good = set(scores.loc[scores["score"] <= cutoff, "class"].astype(int))
     data = sorted((results / "classify" / name / "round1").glob("run_it*_data.star"))[-1]
-    parts = starfile.read(data)["particles"]
-    keep = parts["rlnClassNumber"].astype(int).isin(good).to_numpy()
-    idx = parts["rlnImageName"].astype(str).str.split("@").str[0].astype(int).to_numpy() - 1
-    return idx[keep]
+    return stack_indices(data, good)
 
 
 def rates(f: dict) -> dict:
@@ -146,8 +145,7 @@ def main(argv=None):
             report["per_dataset"].setdefault(name, {})[f"{cutoff:g}"] = {"workflow": rates(rows[-1]),
                                                                          "one_pass": rates(peer[-1])}
         report["workflow"][f"{cutoff:g}"], report["one_pass"][f"{cutoff:g}"] = pooled(rows), pooled(peer)
-    total = {k: sum(figures(pd.read_csv(results / "simulate" / n / "ground_truth.csv"), np.zeros(0, int))[k]
-                    for n in names) for k in ("complete", "partial", "junk")}
+    total = {k: sum(r[k] for r in rows) for k in ("complete", "partial", "junk")}  # any cutoff's rows
     print(f"{len(names)} simulated datasets ({total['complete']:,} complete particles, {total['junk']:,} junk "
           f"images, {total['partial']:,} with a domain missing); selection in {seconds:.0f} s")
     print("cutoff  workflow: complete kept  junk removed  partial kept | one classification: complete kept  "
