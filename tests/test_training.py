@@ -25,8 +25,9 @@ from cryosift.scoring.training.grades import (
     resolution_grade,
 )
 from cryosift.scoring.training.labels import read_grade_csv, read_labels, read_selection
-from cryosift.scoring.training.train import TrainSettings, state_path, train
-from cryosift.scoring.training.truth import alignment_consistency, class_measures, frc, frc_resolution
+from cryosift.scoring.training.train import TrainSettings, predict_examples, state_path, train
+from cryosift.scoring.training.truth import (alignment_consistency, class_measures, frc, frc_resolution,
+                                             inplane_residuals)
 from tests.test_scoring_data import make_relion_job
 
 TINY = GenerationSettings(particles=(160, 160), mass_kda=(60.0, 60.0), pixel_size=(3.0, 3.0), box=(40, 40),
@@ -88,8 +89,35 @@ def test_alignment_consistency_of_perfect_and_random_classes():
     assert c["inplane_err_deg"] < 1e-6 and c["view_spread_deg"] < 1e-6 and c["shift_err_A"] < 1e-6
     noisy = perfect.assign(psi2d=psi + 17.0 + rng.normal(scale=5.0, size=n))
     assert 3.0 < alignment_consistency(noisy)["inplane_err_deg"] < 7.0
+    assert alignment_consistency(noisy)["misaligned"] == 0
     random = perfect.assign(psi2d=rng.uniform(-180, 180, n))
-    assert alignment_consistency(random)["inplane_err_deg"] > 60.0
+    assert alignment_consistency(random)["misaligned"] > 0.6 * n
+
+
+def test_members_turned_away_are_misaligned_not_an_inplane_error():
+    rng = np.random.default_rng(5)
+    n = 60
+    psi = rng.uniform(-180, 180, n)
+    members = pd.DataFrame({"class": 1, "label": "true", "rot": 30.0, "tilt": 60.0, "psi": psi,
+                            "psi2d": psi + 17.0 + rng.normal(scale=4.0, size=n), "ox": 0.0, "oy": 0.0,
+                            "ox2d": rng.normal(scale=2.0, size=n), "oy2d": rng.normal(scale=2.0, size=n)})
+    clean = alignment_consistency(members)
+    flipped = members.copy()
+    flipped.loc[:9, "psi2d"] += 180.0  # a sixth flipped, as a pseudo-symmetric view gets
+    flipped.loc[:9, "ox2d"] += 40.0  # and placed far off: their shifts must not count either
+    c = alignment_consistency(flipped)
+    assert c["misaligned"] == 10 and clean["misaligned"] == 0
+    assert abs(c["inplane_err_deg"] - clean["inplane_err_deg"]) < 1.0 and 2.0 < c["inplane_err_deg"] < 6.0
+    assert c["shift_err_A"] < 1.2 * clean["shift_err_A"]
+    m = class_measures(flipped, np.zeros((1, 8, 8)), [1], 3.0, 100.0, ideal=None)
+    assert m.loc[0, "misaligned_members"] == 10 and m.loc[0, "purity"] == 1.0
+    assert m.loc[0, "aligned_purity"] == pytest.approx(50 / 60)
+    assert m.loc[0, "align_rel"] < 0.05  # a few degrees at the radius, not the RMS of the flips
+    # the circular-mean residual would have put this class at 70+ degrees
+    phi = np.radians(np.r_[np.full(10, 180.0), np.zeros(50)] + rng.normal(scale=4.0, size=60))
+    plain = np.angle(np.exp(1j * (phi - np.angle(np.mean(np.exp(1j * phi))))))
+    assert np.degrees(np.sqrt(np.mean(plain ** 2))) > 60
+    assert np.degrees(np.sqrt(np.mean(inplane_residuals(phi)[10:] ** 2))) < 8
 
 
 def test_partial_particles_count_as_particles_not_junk():
@@ -152,6 +180,9 @@ def test_generated_dataset_files_and_grades(tiny_sets):
     assert (t["members"] == t["true_members"] + t["partial_members"] + t["junk_members"]).all()
     particle_like = (t["true_members"] + t["partial_members"]) / t["members"]
     assert np.allclose(t["purity"].dropna(), particle_like[t["members"] > 0])
+    aligned = (t["true_members"] - t["misaligned_members"] + t["partial_members"]) / t["members"]
+    assert np.allclose(t["aligned_purity"].dropna(), aligned[t["members"] > 0])
+    assert (t["misaligned_members"] <= t["true_members"]).all()
     final = t[t["final"]]
     assert final["members"].sum() == 160  # every particle sits in one class
     assert sorted(p.name for p in (root / "ds0").iterdir()) == ["averages.npz", "classes.csv", "settings.json"]
@@ -225,6 +256,13 @@ def test_smoke_training_resumes_to_the_same_model(tiny_sets, tmp_path):
     prov = a.config.provenance
     assert prov["seed"] == 3 and prov["recipe"]["lr"] == 1e-4 and prov["recipe"]["weight_decay"] == 1e-4
     assert a.config.decode == "grade" and a.config.preprocessing.input_size == 32 and a.config.views == 8
+    # Validated as it scores: the MSE of the saved model over its eight views.
+    val = ex.subset(va)
+    eight = predict_examples(a.network, val, torch.device("cpu"), views=8)
+    one = predict_examples(a.network, val, torch.device("cpu"), views=1)
+    target = val.target.numpy()
+    assert np.mean((eight - target) ** 2) == pytest.approx(full["val_mse"], rel=1e-4)
+    assert abs(np.mean((one - target) ** 2) - full["val_mse"]) > 1e-4 * full["val_mse"]
     # Without rotations and mirrors in training, the model scores the image as given.
     train(ex.subset(tr), tmp_path / "c.pt", TrainSettings(epochs=1, batch_size=8, seed=3, augment=False),
           config=cfg, device="cpu")

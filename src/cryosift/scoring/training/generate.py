@@ -175,7 +175,7 @@ def grade_iteration(job: Path, iteration: int, truth: pd.DataFrame, volume: np.n
                               diameter_A, ideal, seed=seed + iteration)
     table = class_features(averages).merge(measures, on="class", how="left")
     table["diameter_A"] = diameter_A
-    table["grade"] = class_grade(table["purity"], table["align_rel"], table["frc_resolution_A"], diameter_A)
+    table["grade"] = class_grade(table["aligned_purity"], table["align_rel"], table["frc_resolution_A"], diameter_A)
     table["letter"] = grade_letter(table["grade"])
     table.insert(0, "iteration", iteration)
     return np.asarray(averages.images, dtype=np.float32), table
@@ -278,8 +278,10 @@ def read_training_dataset(folder: str | Path) -> tuple[np.ndarray, pd.DataFrame]
     table = pd.read_csv(csv)
     if "diameter_A" not in table:  # written before the diameter was stored
         table["diameter_A"] = json.loads((f / "settings.json").read_text())["particle_diameter_A"]
-    # Grades always follow the current mapping of the stored measures.
-    table["grade"] = class_grade(table["purity"], table["align_rel"], table["frc_resolution_A"], table["diameter_A"])
+    # Grades always follow the current mapping of the stored measures (tables written before
+    # misaligned members were counted have no aligned_purity: their purity stands for it).
+    purity = table["aligned_purity"] if "aligned_purity" in table else table["purity"]
+    table["grade"] = class_grade(purity, table["align_rel"], table["frc_resolution_A"], table["diameter_A"])
     table["letter"] = grade_letter(table["grade"])
     try:
         stacks = np.load(f / AVERAGES_NPZ)

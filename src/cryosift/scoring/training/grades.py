@@ -6,7 +6,8 @@ and some domain detail), D (4: particle-like but fuzzy, artefacts) or F (5: noth
 particle-like). For simulated data each class gets a continuous grade in [1, 5] from three
 measured quantities (see :mod:`cryosift.scoring.training.truth`):
 
-- ``purity``: fraction of the class's members that are true particles;
+- ``purity``: fraction of the class's members that are particles aligned with it (the
+  ``aligned_purity`` of the truth table: junk and misaligned particles both count against it);
 - ``align_rel``: RMS alignment error of its true members (in-plane rotation at the particle
   radius combined with the shift error, Å) divided by the particle diameter;
 - ``resolution_A``: where the FRC between the class average and the ideal average (noise
@@ -89,7 +90,7 @@ def class_grade(purity, align_rel, resolution_A, diameter_A=None) -> np.ndarray:
     Parameters
     ----------
     purity : array_like
-        True-particle fraction of each class's members (NaN for empty classes).
+        Fraction of each class's members that are particles aligned with it (NaN for empty classes).
     align_rel : array_like
         RMS alignment error of the true members / particle diameter (NaN when undefined).
     resolution_A : array_like

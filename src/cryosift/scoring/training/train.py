@@ -11,9 +11,9 @@ random generator, averaged weights, history) is written atomically to ``<out>.st
 running again with the same output resumes from it and ends as an uninterrupted run would.
 Validation and the saved model use a moving average of the weights (:class:`TrainSettings`);
 the model written to ``<out>`` is the epoch with the lowest validation MSE (the last epoch
-without validation). Validation scores each image as given; a model trained with augmentation
-scores the mean over the eight 90-degree rotations and mirrors (``ModelConfig.views``), one
-trained without scores the image as given.
+without validation). A model trained with augmentation scores the mean over the eight
+90-degree rotations and mirrors (``ModelConfig.views``), and so does its validation; one
+trained without scores (and is validated on) the image as given.
 """
 
 from __future__ import annotations
@@ -215,6 +215,8 @@ def train(train_set: Examples, out: str | Path, settings: TrainSettings | None =
         log.info("resuming from %s at epoch %d of %d", spath, start, s.epochs)
     else:
         torch.manual_seed(int(s.seed))
+    # Validate as the saved model will score: over the eight views only when trained on them.
+    views = cfg.views if s.augment else 1
     n = len(train_set)
     t_all = time.perf_counter()
     for epoch in range(start, s.epochs):
@@ -236,7 +238,7 @@ def train(train_set: Examples, out: str | Path, settings: TrainSettings | None =
         row = {"epoch": epoch + 1, "train_mse": total / max(1, count), "seconds": round(time.perf_counter() - t0, 2)}
         if validation is not None and len(validation):
             shadow.load_state_dict(avg.state)
-            pred = predict_examples(shadow, validation, dev, s.eval_batch)
+            pred = predict_examples(shadow, validation, dev, s.eval_batch, views=views)
             row["val_mse"] = float(np.mean((pred - validation.target.numpy()) ** 2))
             if row["val_mse"] < best["val_mse"]:
                 best = {"epoch": epoch + 1, "val_mse": row["val_mse"],
@@ -267,8 +269,7 @@ def train(train_set: Examples, out: str | Path, settings: TrainSettings | None =
             "validation_mse": result["val_mse"], "train_examples": n,
             "validation_examples": result["validation_examples"]}
     # Scored over the eight rotations and mirrors only when trained on them.
-    cfg = ModelConfig(cfg.preprocessing, cfg.features, cfg.decode, views=cfg.views if s.augment else 1,
-                      provenance=prov)
+    cfg = ModelConfig(cfg.preprocessing, cfg.features, cfg.decode, views=views, provenance=prov)
     save_checkpoint(out, net.cpu(), cfg, seed=s.seed, extra={"epoch": chosen})
     log.info("wrote %s (epoch %d, validation MSE %s) in %.0f s", out, chosen, result["val_mse"],
              time.perf_counter() - t_all)

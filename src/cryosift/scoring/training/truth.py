@@ -15,7 +15,12 @@ simulation's ground truth, every class gets:
   one view all B agree. Against their chordal mean, each B's in-plane residual (the twist
   that brings it closest to the mean) is its rotational misalignment and the remaining angle
   its view difference; the in-plane error counts members within 30 degrees of the consensus
-  view only (the in-plane angle of very different views is not comparable). The shift
+  view only (the in-plane angle of very different views is not comparable). Of those, members
+  turned more than 30 degrees from the in-plane angle most of them agree on are
+  ``misaligned_members``: they add a turned ghost to the average, not a blur, so like junk
+  they count against ``aligned_purity`` and are left out of the RMS in-plane and shift errors
+  (a sixth of the members flipped by 180 degrees would otherwise read as a 60-degree error
+  of a class whose average matches the ideal). The shift
   error is the RMS spread of the members' true centres after the assigned shifts, in the
   class frame. Conventions (sign of psi, shift before or after
   rotation) are taken as the most consistent of the candidates, so the measure does not
@@ -46,6 +51,8 @@ MAX_IDEAL_MEMBERS = 300
 FRC_THRESHOLD = 0.5
 #: Members whose view lies within this angle (degrees) of the class consensus count for the in-plane error.
 NEAR_VIEW_DEG = 30.0
+#: Near-view members turned further than this (degrees) from the class's consensus in-plane angle are misaligned.
+MISALIGNED_DEG = 30.0
 #: Coarse in-plane step of the ideal-to-class match, degrees.
 MATCH_STEP = 3.0
 
@@ -111,13 +118,14 @@ def alignment_consistency(members: pd.DataFrame) -> dict:
     Returns
     -------
     dict
-        ``inplane_err_deg``, ``view_spread_deg``, ``shift_err_A`` (NaN for fewer than 2 members)
-        and ``aligned`` (class-frame rotations with the consensus in-plane angle, (n, 3, 3)).
+        ``inplane_err_deg``, ``view_spread_deg``, ``shift_err_A`` (NaN for fewer than 2 members;
+        the errors over the members that are not misaligned), ``misaligned`` (count) and
+        ``aligned`` (class-frame rotations with the consensus in-plane angle, (n, 3, 3)).
     """
     n = len(members)
     if n == 0:
         return {"inplane_err_deg": np.nan, "view_spread_deg": np.nan, "shift_err_A": np.nan,
-                "aligned": np.zeros((0, 3, 3))}
+                "misaligned": 0, "aligned": np.zeros((0, 3, 3))}
     a = euler_to_matrix(members["rot"], members["tilt"], members["psi"])
     best = None
     for sign in (1.0, -1.0):
@@ -134,17 +142,41 @@ def alignment_consistency(members: pd.DataFrame) -> dict:
     aligned = np.einsum("nij,njk->nik", rz, b)
     view = _angle(np.einsum("nij,kj->nik", aligned, mean))
     centre = np.column_stack([members["ox2d"] - members["ox"], members["oy2d"] - members["oy"]])
+    # The in-plane angle is only comparable between similar views.
+    near = view <= np.radians(NEAR_VIEW_DEG)
+    resid = inplane_residuals(phi[near])
+    off = np.zeros(n, dtype=bool)
+    off[np.flatnonzero(near)[np.abs(resid) > np.radians(MISALIGNED_DEG)]] = True
+    core = resid[np.abs(resid) <= np.radians(MISALIGNED_DEG)]
+    keep = ~off
     spreads = []
     for variant in (None, 1.0, -1.0):
         p = centre if variant is None else np.einsum("nij,nj->ni", _rot2(variant * members["psi2d"].to_numpy()), centre)
-        spreads.append(float(np.sqrt(np.mean(np.sum((p - p.mean(axis=0)) ** 2, axis=1)))))
-    # The in-plane angle is only comparable between similar views.
-    near = view <= np.radians(NEAR_VIEW_DEG)
-    ph = phi[near]
-    resid = np.angle(np.exp(1j * (ph - np.angle(np.mean(np.exp(1j * ph)))))) if len(ph) else ph
-    return {"inplane_err_deg": float(np.degrees(np.sqrt(np.mean(resid ** 2)))) if len(ph) > 1 else np.nan,
+        p = p[keep]
+        spreads.append(float(np.sqrt(np.mean(np.sum((p - p.mean(axis=0)) ** 2, axis=1)))) if len(p) else np.nan)
+    return {"inplane_err_deg": float(np.degrees(np.sqrt(np.mean(core ** 2)))) if len(core) > 1 else np.nan,
             "view_spread_deg": float(np.degrees(np.sqrt(np.mean(view ** 2)))) if n > 1 else np.nan,
-            "shift_err_A": min(spreads) if n > 1 else np.nan, "aligned": aligned}
+            "shift_err_A": min(spreads) if keep.sum() > 1 else np.nan, "misaligned": int(off.sum()),
+            "aligned": aligned}
+
+
+def inplane_residuals(phi: np.ndarray) -> np.ndarray:
+    """In-plane residuals (radians, (-pi, pi]) of angles ``phi`` (n,) about their consensus.
+
+    The consensus is the circular mean of the densest window of +-MISALIGNED_DEG (the angle
+    most members agree on), so a minority turned far away (often by about 180 degrees) does not
+    pull it: those members are what the class shows as a ghost, not a shift of its average.
+    """
+    phi = np.asarray(phi, dtype=np.float64)
+    if len(phi) == 0:
+        return phi
+    width = np.radians(MISALIGNED_DEG)
+    diff = np.abs(np.angle(np.exp(1j * (phi[:, None] - phi[None, :]))))
+    centre = phi[int(np.argmax((diff <= width).sum(axis=1)))]
+    for _ in range(3):  # refine on the window's own circular mean
+        r = np.angle(np.exp(1j * (phi - centre)))
+        centre = centre + np.angle(np.mean(np.exp(1j * r[np.abs(r) <= width])))
+    return np.angle(np.exp(1j * (phi - centre)))
 
 
 def _soft_mask(box: int, radius: float) -> torch.Tensor:
@@ -279,6 +311,8 @@ def class_measures(members: pd.DataFrame, averages: np.ndarray, class_numbers, p
     pd.DataFrame
         One row per class: ``class``, ``members``, ``true_members`` (complete particles),
         ``partial_members`` (a domain missing), ``purity`` (both kinds over all members),
+        ``misaligned_members`` (complete particles turned away from the class's in-plane
+        angle), ``aligned_purity`` (particles less the misaligned ones, over all members),
         ``inplane_err_deg``, ``view_spread_deg``, ``shift_err_A``, ``align_err_A``,
         ``align_rel``, ``frc_resolution_A``, ``match_cc``.
     """
@@ -291,13 +325,14 @@ def class_measures(members: pd.DataFrame, averages: np.ndarray, class_numbers, p
         n, nt, npart = len(mem), len(true), int((mem["label"] == "partial").sum())
         cons = alignment_consistency(true)
         inplane = 0.0 if np.isnan(cons["inplane_err_deg"]) else math.radians(cons["inplane_err_deg"])
-        err = math.hypot(cons["shift_err_A"], inplane * diameter_A / 2.0) if nt > 1 else np.nan
+        err = math.hypot(cons["shift_err_A"], inplane * diameter_A / 2.0) if nt - cons["misaligned"] > 1 else np.nan
         res, cc = math.inf, np.nan
         if ideal is not None and nt > 0:
             a, b, cc = ideal.match(avg, ideal.ideal(cons["aligned"], rng))
             res = frc_resolution(frc(a, b), ideal.box, pixel_size)
         rows.append({"class": int(k), "members": n, "true_members": nt, "partial_members": npart,
-                     "purity": (nt + npart) / n if n else np.nan,
+                     "purity": (nt + npart) / n if n else np.nan, "misaligned_members": cons["misaligned"],
+                     "aligned_purity": (nt - cons["misaligned"] + npart) / n if n else np.nan,
                      "inplane_err_deg": cons["inplane_err_deg"], "view_spread_deg": cons["view_spread_deg"],
                      "shift_err_A": cons["shift_err_A"], "align_err_A": err, "align_rel": err / diameter_A,
                      "frc_resolution_A": res if ideal is not None else np.nan, "match_cc": cc})
