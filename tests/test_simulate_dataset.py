@@ -11,6 +11,7 @@ import pytest
 
 from cryosift.cli import main as cli_main
 from cryosift.density import model_coordinates, read_model
+from cryosift.device import pick_device
 from cryosift.io import read_map, read_particles_cs, read_particles_star, read_stack
 from cryosift.io.images import read_particle_images
 from cryosift.simulate import load_simulated_dataset, preset, simulate_dataset
@@ -97,6 +98,12 @@ def test_byte_identical_reruns_and_chunking(tmp_path):
     spec = preset("tiny", n_particles=90)
     a = simulate_dataset(spec, tmp_path / "a")
     b = simulate_dataset(spec, tmp_path / "b", chunk=32)
+    if pick_device().type == "cuda":
+        # GPU FFTs of other batch sizes may round differently: chunking agrees to float32
+        # rounding there, and a rerun with the same chunks is byte-identical.
+        np.testing.assert_allclose(read_stack(b.out_dir / "particles.mrcs")[0],
+                                   read_stack(a.out_dir / "particles.mrcs")[0], rtol=1e-5, atol=1e-5)
+        b = simulate_dataset(spec, tmp_path / "b2")
     for name in FILES[:7]:
         assert (a.out_dir / name).read_bytes() == (b.out_dir / name).read_bytes(), name
     c = simulate_dataset(spec.replace(seed=2), tmp_path / "c")

@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 def pick_device(name: str | None = None) -> torch.device:
     """The torch device to run on.
 
+    On a GPU, the deterministic variants of PyTorch's operations are chosen (see
+    :func:`deterministic_gpu`), so reruns with the same seed give the same results there too.
+
     Parameters
     ----------
     name : str, optional
@@ -24,11 +27,26 @@ def pick_device(name: str | None = None) -> torch.device:
         dev = torch.device(name)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise InputError(None, f"device {name} asked for, but CUDA is not available (use --device cpu)")
+        if dev.type == "cuda":
+            deterministic_gpu()
         return dev
     if torch.cuda.is_available():
+        deterministic_gpu()
         return torch.device("cuda")
     log.debug("no GPU found; running on the CPU")
     return torch.device("cpu")
+
+
+def deterministic_gpu() -> None:
+    """Ask PyTorch for deterministic GPU algorithms (atomic-add sums such as ``index_add_``
+    otherwise add in a different order on every run).
+
+    Where an operation has no deterministic variant PyTorch only warns. cuBLAS needs its
+    workspace setting before CUDA starts; a value already in the environment is kept.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if not torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def set_threads(threads: int | None) -> None:

@@ -111,7 +111,10 @@ def particle_ctfs(pset: ParticleSet, rows: np.ndarray, box: int, pixel_size: flo
 
 def image_transforms(images, device=None) -> torch.Tensor:
     """rfft half planes of real images centred at px box // 2, complex64, shape (m, box, box // 2 + 1)."""
-    x = torch.as_tensor(np.asarray(images), dtype=torch.float32, device=device)
+    if isinstance(images, torch.Tensor):  # may already sit on the GPU: np.asarray would fail there
+        x = images.to(device=device, dtype=torch.float32)
+    else:
+        x = torch.as_tensor(np.asarray(images), dtype=torch.float32, device=device)
     return torch.fft.rfft2(torch.fft.ifftshift(x, dim=(-2, -1)))
 
 

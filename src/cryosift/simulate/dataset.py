@@ -125,7 +125,8 @@ def simulate_dataset(spec: SimulationSpec, out_dir: str | Path, progress: bool =
     source : str or Path, optional
         The settings file, named in errors.
     chunk : int
-        Images rendered at once (bounds memory; results do not depend on it).
+        Images rendered at once (bounds memory; results do not depend on it on the CPU, and
+        agree to float32 rounding on a GPU, whose FFTs may round other batch sizes differently).
 
     Returns
     -------

@@ -172,5 +172,8 @@ def render_junk(rows, renderer: ParticleRenderer, seed: int, ref_peak: float, di
         big = torch.zeros((len(pos), canvas, canvas), dtype=img.dtype, device=img.device)
         o = canvas // 2 - box // 2
         big[:, o:o + box, o:o + box] = img
-        out.index_add_(0, torch.as_tensor(owner, device=out.device), place(big, whole.astype(np.int64)))
+        placed = place(big, whole.astype(np.int64))
+        # Row by row in a fixed order: index_add_ accumulates in arbitrary order on a GPU.
+        for i, k in enumerate(owner):
+            out[k] += placed[i]
     return out
