@@ -96,6 +96,7 @@ rule train_model:
         seed=TRAIN.get("train_seed", 0),
         dropout=TRAIN.get("dropout", 0.0),
         ema=TRAIN.get("ema", 0.998),
+        schedule=TRAIN.get("schedule", "constant"),
         device=device_arg(),
     log:
         f"{TRAIN_OUT}/logs/train_model.log",
@@ -111,7 +112,8 @@ rule train_model:
     shell:
         "cryosift train --data {params.data} -o {output.model} --epochs {params.epochs} --batch-size {params.batch}"
         " --lr {params.lr} --weight-decay {params.wd} --val-fraction {params.val} --iterations {params.iterations}"
-        " --seed {params.seed} --dropout {params.dropout} --ema {params.ema} --metrics {output.metrics}"
+        " --seed {params.seed} --dropout {params.dropout} --ema {params.ema} --schedule {params.schedule}"
+        " --metrics {output.metrics}"
         " {params.device} -j {threads} > {log} 2>&1"
 
 

@@ -64,6 +64,10 @@ class TrainSettings:
         smooths the step-to-step noise of small-batch Adam; 0.998 spans about 500 steps.
     eval_batch : int
         Examples per forward pass in validation.
+    schedule : str
+        ``constant`` learning rate, or ``cosine``: from ``lr`` down to zero over the
+        ``epochs`` along half a cosine, step by step, so the last epochs refine rather than
+        wander (the epoch count is then part of the recipe: resuming needs the same).
     """
 
     epochs: int = 40
@@ -75,6 +79,7 @@ class TrainSettings:
     dropout: float = 0.0
     ema: float = 0.998
     eval_batch: int = 128
+    schedule: str = "constant"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +136,21 @@ class WeightAverage:
                 self.state[k].copy_(v.detach())
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(settings: TrainSettings, step: int, total_steps: int) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) of ``total_steps``."""
+    if settings.schedule == "cosine" and total_steps > 0:
+        return settings.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    return settings.lr
+
+
+def _steps_per_epoch(n: int, size: int) -> int:
+    """Batches :func:`_batches` yields per epoch (a last batch of one is dropped)."""
+    return sum(1 for s in range(0, n, size) if min(size, n - s) >= 2 or n < 2)
+
+
 def _batches(n: int, size: int, generator: torch.Generator):
     order = torch.randperm(n, generator=generator)
     for s in range(0, n, size):
@@ -171,6 +191,8 @@ def train(train_set: Examples, out: str | Path, settings: TrainSettings | None =
         ``train_s``.
     """
     s = settings or TrainSettings()
+    if s.schedule not in SCHEDULES:
+        raise InputError(None, f"learning-rate schedule must be one of {', '.join(SCHEDULES)}, not {s.schedule!r}")
     if len(train_set) < 2:
         raise InputError(None, f"need at least 2 training examples, got {len(train_set)}")
     dev = device if isinstance(device, torch.device) else pick_device(device)
@@ -192,7 +214,10 @@ def train(train_set: Examples, out: str | Path, settings: TrainSettings | None =
     net.to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     gen = torch.Generator().manual_seed(int(s.seed))
-    key = {"data": fingerprint(train_set), "settings": {k: v for k, v in s.to_dict().items() if k != "epochs"},
+    # A constant rate may resume with more epochs; a schedule depends on their number.
+    fixed = s.to_dict() if s.schedule != "constant" else {
+        k: v for k, v in s.to_dict().items() if k not in ("epochs", "schedule")}
+    key = {"data": fingerprint(train_set), "settings": fixed,
            "validation": fingerprint(validation) if validation is not None and len(validation) else None}
     avg = WeightAverage(net, s.ema)
     shadow = build_network().to(dev)  # evaluates the averaged weights
@@ -218,12 +243,15 @@ def train(train_set: Examples, out: str | Path, settings: TrainSettings | None =
     # Validate as the saved model will score: over the eight views only when trained on them.
     views = cfg.views if s.augment else 1
     n = len(train_set)
+    steps = _steps_per_epoch(n, s.batch_size)
     t_all = time.perf_counter()
     for epoch in range(start, s.epochs):
         t0 = time.perf_counter()
         net.train()
         total, count = 0.0, 0
-        for idx in _batches(n, s.batch_size, gen):
+        for step, idx in enumerate(_batches(n, s.batch_size, gen)):
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(s, epoch * steps + step, s.epochs * steps)
             x = train_set.images[idx]
             if s.augment:
                 x = augment(x, gen)
