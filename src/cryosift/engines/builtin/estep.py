@@ -7,12 +7,12 @@ deterministic mode, so a run is reproducible for a given seed and device.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from cryosift.device import deterministic_gpu
 from cryosift.engines.builtin.grids import Coefficients, phase_ramp, shell_power, to_half_plane_ft
 from cryosift.engines.builtin.search import BatchPosterior, ReferenceBank, SearchGrid, search
 
@@ -82,20 +82,6 @@ class ParticleUpdate:
     n_significant: np.ndarray
 
 
-@contextlib.contextmanager
-def deterministic_scatter(device: torch.device):
-    """Make index_add_ deterministic on CUDA for the duration (CPU already is)."""
-    if device.type != "cuda":
-        yield
-        return
-    old, old_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(old, warn_only=old_warn)
-
-
 def accumulate(sums: Sums, post: BatchPosterior, ctf2_w: torch.Tensor, coef: Coefficients, grid: SearchGrid,
                offsets: torch.Tensor, prior_offsets: torch.Tensor, class_of_particle: torch.Tensor | None = None) -> None:
     """Add one batch's posterior-weighted images, weights, class and offset statistics to ``sums``."""
@@ -132,10 +118,11 @@ def _accumulate_refined(sums: Sums, post: BatchPosterior, ctf2_w: torch.Tensor, 
     fine_psi = post.row_psi[:, None] * ns + torch.arange(ns, device=dev)[None]
     target = (post.row_class[:, None] * pf + fine_psi).reshape(-1)
     weights_ctf = (ctf2_w[post.row_particle][:, None, :] * w.sum(2)[:, :, None]).reshape(-1, m)
-    with deterministic_scatter(dev):
-        torch.view_as_real(sums.weighted_images).reshape(k * pf, m, 2).index_add_(
-            0, target, torch.view_as_real(contrib).to(torch.float64))
-        sums.weighted_ctf2.reshape(k * pf, m).index_add_(0, target, weights_ctf.to(torch.float64))
+    if dev.type == "cuda":
+        deterministic_gpu()  # index_add_ adds in a fixed order only in PyTorch's deterministic mode
+    torch.view_as_real(sums.weighted_images).reshape(k * pf, m, 2).index_add_(
+        0, target, torch.view_as_real(contrib).to(torch.float64))
+    sums.weighted_ctf2.reshape(k * pf, m).index_add_(0, target, weights_ctf.to(torch.float64))
     positions = (offsets[post.row_particle] + grid.trans.to(dev, torch.float32)[post.row_trans])[:, None, :] \
         + grid.dtrans.to(dev, torch.float32)[None]  # (r, st, 2)
     _add_offsets(sums, w.sum(1), post.row_class, positions, prior_offsets)
