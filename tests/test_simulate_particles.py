@@ -10,6 +10,7 @@ from scipy import stats
 
 from cryosift.io.rotations import euler_to_matrix
 from cryosift.simulate import SimulationSpec, Simulator, draw_orientations, junk_counts, simulate_particles
+from cryosift.simulate.junk import aggregate_layout
 from cryosift.simulate.orientations import direction_from_angles
 from cryosift.simulate.particles import projection_pad
 from cryosift.simulate.renderer import ParticleRenderer, circular_mask
@@ -141,6 +142,20 @@ def test_junk_images(blobs):
     assert by["aggregate"] > 1.5 * by["true"]
     assert (gt.loc[gt.label == "aggregate", "copies"] >= 3).all()
     assert ((gt.loc[gt.label.isin(["empty_ice", "carbon_edge", "ice_blob"]), "copies"]) == 0).all()
+
+
+def test_aggregate_is_picked_at_the_clump_centre():
+    rng = np.random.default_rng(3)
+    for copies in (3, 4, 6):
+        rots, pos = aggregate_layout(rng, 10.0, 80.0, -30.0, (2.0, -1.5), copies, diameter_px=20.0)
+        assert rots.shape == (copies, 3, 3) and pos.shape == (copies, 2)
+        assert np.allclose(pos.mean(axis=0), [2.0, -1.5])  # the pick: the clump's centre, not a particle
+        assert np.allclose(rots[0], euler_to_matrix(10.0, 80.0, -30.0))
+        gaps = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+        for k in range(1, copies):  # each copy touches an earlier one
+            assert ((gaps[k, :k] >= 0.55 * 20 - 1e-9) & (gaps[k, :k] <= 0.85 * 20 + 1e-9)).any()
+    first = [np.linalg.norm(aggregate_layout(rng, 0, 0, 0, (0, 0), 4, 20.0)[1][0]) for _ in range(200)]
+    assert np.median(first) > 0.25 * 20  # the first particle is seldom at the pick
 
 
 def test_uniform_orientations_are_haar():

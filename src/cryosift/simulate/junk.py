@@ -7,7 +7,7 @@ and the noise are added afterwards exactly as for particles.
 - ``empty_ice``: ice alone (faint, smooth thickness variation).
 - ``carbon_edge``: the edge of the carbon support film crossing the box.
 - ``ice_blob``: one to three dense spheres (ice crystals, contaminants).
-- ``aggregate``: three to six particles clumped together.
+- ``aggregate``: three to six particles clumped together, picked at the clump's centre.
 - ``off_centre``: a particle 30-50 % of the box away from the centre, clipped by the box edge.
 - ``partial``: a particle with a domain (chain, region) missing.
 """
@@ -104,7 +104,12 @@ def ice_blob(rng, box: int, canvas: int, ref_peak: float) -> np.ndarray:
 
 
 def aggregate_layout(rng, rot, tilt, psi, shift_px, copies: int, diameter_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Poses and positions of particles clumped around a first one that has the given pose and position.
+    """Poses and positions of particles clumped together, the clump centred on the given position.
+
+    The first particle has the given pose; each other one touches an earlier one. The pick is the
+    clump's centre (the mean of the particle centres), where a picker finds a blob of that size,
+    so no particle need sit at the centre: a particle picked with its neighbours touching it is a
+    particle, not an aggregate.
 
     Returns
     -------
@@ -122,7 +127,7 @@ def aggregate_layout(rng, rot, tilt, psi, shift_px, copies: int, diameter_px: fl
     pos = np.zeros((copies, 2))
     for k in range(1, copies):
         pos[k] = pos[anchors[k - 1]] + step[k - 1] * np.array([np.cos(phi[k - 1]), np.sin(phi[k - 1])])
-    return rots, pos + np.asarray(shift_px)
+    return rots, pos - pos.mean(axis=0) + np.asarray(shift_px)
 
 
 def density_image(kind: str, rng, box: int, canvas: int, ref_peak: float) -> np.ndarray:
