@@ -109,6 +109,13 @@ def one_pass(results: Path, name: str, cutoff: float) -> np.ndarray:
     return stack_indices(data, good)
 
 
+def kept_by_label(truth: pd.DataFrame, kept_index: np.ndarray) -> dict:
+    """Images per ground-truth label (``true``, each junk type) in the dataset and among the kept."""
+    label = truth.set_index("index")["label"]
+    kept = label.loc[kept_index].value_counts()
+    return {k: [int(n), int(kept.get(k, 0))] for k, n in label.value_counts().items()}
+
+
 def rates(f: dict) -> dict:
     return {"complete_kept": f["complete_kept"] / max(f["complete"], 1),
             "junk_removed": 1 - f["junk_kept"] / max(f["junk"], 1),
@@ -134,7 +141,8 @@ def main(argv=None):
     seconds = run_selection(out, names, args.cores)
     results = out / "results"
     cutoffs = [float(c) for c in yaml.safe_load((REPO / "config" / "config.yaml").read_text())["selection"]["cutoffs"]]
-    report = {"datasets": names, "seconds": round(seconds, 1), "workflow": {}, "one_pass": {}, "per_dataset": {}}
+    report = {"datasets": names, "seconds": round(seconds, 1), "workflow": {}, "one_pass": {}, "per_dataset": {},
+              "by_label": {}}
     for cutoff in cutoffs:
         rows, peer = [], []
         for name in names:
@@ -144,6 +152,9 @@ def main(argv=None):
             peer.append(figures(truth, one_pass(results, name, cutoff)))
             report["per_dataset"].setdefault(name, {})[f"{cutoff:g}"] = {"workflow": rates(rows[-1]),
                                                                          "one_pass": rates(peer[-1])}
+            by = report["by_label"].setdefault(f"{cutoff:g}", {})
+            for label, (n, kept) in kept_by_label(truth, stack_indices(star)).items():
+                by[label] = [by.get(label, [0, 0])[0] + n, by.get(label, [0, 0])[1] + kept]
         report["workflow"][f"{cutoff:g}"], report["one_pass"][f"{cutoff:g}"] = pooled(rows), pooled(peer)
     total = {k: sum(r[k] for r in rows) for k in ("complete", "partial", "junk")}  # any cutoff's rows
     print(f"{len(names)} simulated datasets ({total['complete']:,} complete particles, {total['junk']:,} junk "
@@ -159,6 +170,10 @@ def main(argv=None):
         w = per.get("3.5", {}).get("workflow")
         if w:
             print(f"  {name} at 3.5: complete kept {w['complete_kept']:.1%}, junk removed {w['junk_removed']:.1%}")
+    by = report["by_label"].get("3.5", {})
+    if by:
+        print("  kept at 3.5 by ground-truth label, pooled: " + ", ".join(
+            f"{label} {kept / n:.0%} of {n:,}" for label, (n, kept) in sorted(by.items())))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=lambda v: None))
     return 0
