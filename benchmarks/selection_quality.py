@@ -8,8 +8,8 @@ six kinds) but of other pseudo-proteins and orientation distributions, runs the 
 selection on each (the classify -> score -> select loop, the pooled classification and the
 split at every cutoff; no re-extraction or reconstruction), and prints for every cutoff the
 complete particles kept and the junk removed, pooled over datasets (targets at 3.5: >= 95 %
-and >= 90 %). Particles with a domain missing count as neither; their kept fraction is
-printed apart.
+and >= 90 %), and at 3.5 what is kept of each ground-truth label. Particles with a domain
+missing count as neither; their kept fraction is printed apart.
 
 The peer, in the same run: one classification scored once and split at the same cutoff (the
 loop's first round), which is how the scoring model's own figures are measured
@@ -148,13 +148,14 @@ def main(argv=None):
         for name in names:
             truth = pd.read_csv(results / "simulate" / name / "ground_truth.csv")
             star = results / "select" / name / "final" / f"score_le_{cutoff:g}.star"
-            rows.append(figures(truth, stack_indices(star)))
+            kept = stack_indices(star)
+            rows.append(figures(truth, kept))
             peer.append(figures(truth, one_pass(results, name, cutoff)))
             report["per_dataset"].setdefault(name, {})[f"{cutoff:g}"] = {"workflow": rates(rows[-1]),
                                                                          "one_pass": rates(peer[-1])}
             by = report["by_label"].setdefault(f"{cutoff:g}", {})
-            for label, (n, kept) in kept_by_label(truth, stack_indices(star)).items():
-                by[label] = [by.get(label, [0, 0])[0] + n, by.get(label, [0, 0])[1] + kept]
+            for label, (n, n_kept) in kept_by_label(truth, kept).items():
+                by[label] = [by.get(label, [0, 0])[0] + n, by.get(label, [0, 0])[1] + n_kept]
         report["workflow"][f"{cutoff:g}"], report["one_pass"][f"{cutoff:g}"] = pooled(rows), pooled(peer)
     total = {k: sum(r[k] for r in rows) for k in ("complete", "partial", "junk")}  # any cutoff's rows
     print(f"{len(names)} simulated datasets ({total['complete']:,} complete particles, {total['junk']:,} junk "
