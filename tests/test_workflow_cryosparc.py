@@ -292,12 +292,20 @@ def new_server(root: Path) -> WorkflowServer:
 RUN_CONFIG = {
     "seed": 7, "device": "cpu", "engine": "cryosparc",
     "classify": {"classes": 6, "final_classes": 6},
-    # thresholds for the fake's disc-shaped class averages (the shipped model scores round 1's 1.41-2.07):
-    # round 1 accepts, keeps and rejects classes, and no class scores <= 0.5, so that cutoff's branch is empty
-    "selection": {"cutoffs": [0.5, 1.5, 4.5], "accept_score": 1.9, "reject_score": 2.02},
+    # accept_score and reject_score are set from round 1's scores (round1_thresholds); no class
+    # of the fake's disc-shaped averages scores <= 0.5, so that cutoff's branch is empty
+    "selection": {"cutoffs": [0.5, 1.5, 4.5]},
     "validate": {"reslog": False},
     "cryosparc": {**CRYOSPARC, "extraction_box": BOX},
 }
+
+
+def round1_thresholds(scores) -> dict:
+    """Accept and reject thresholds that give round 1 every kind of decision, whatever model scores it:
+    the best half of the classes attract (some leave accepted, some stay), the worst one is rejected."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    assert len(s) >= 4 and s[2] < s[3] and s[-2] < s[-1], f"round 1 scores too close to split: {s}"
+    return {"accept_score": float((s[2] + s[3]) / 2), "reject_score": float((s[-2] + s[-1]) / 2)}
 
 
 @pytest.fixture(scope="module")
@@ -312,9 +320,14 @@ def fake_run(tmp_path_factory):
     state.write_bytes(pickle.dumps(new_server(root / "P3")))
     env = {"PYTHONPATH": os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")]),
            "CRYOSIFT_TEST_FAKE_SERVER": str(state), "CRYOSPARC_PASSWORD": "pw-never-written"}
+    # the thresholds follow the shipped model's scores of round 1; the run then resumes from there
+    check(snakemake(project, "--cores", "2", "results/score/sp/round1/scores.csv", env=env))
+    scores = pd.read_csv(project / "results" / "score" / "sp" / "round1" / "scores.csv")["score"]
+    config = {**RUN_CONFIG, "selection": {**RUN_CONFIG["selection"], **round1_thresholds(scores)}}
+    write_project(project, [["sp", "cryosparc", "J2.particles", "", "", "", "", "2", ""]], **config)
     out = check(snakemake(project, "--cores", "2", env=env))
     return {"project": project, "results": project / "results", "state": state, "env": env, "out": out,
-            "fake": pickle.loads(state.read_bytes())}
+            "fake": pickle.loads(state.read_bytes()), "config": config}
 
 
 ROUNDS, CUTOFFS = 2, ("0.5", "1.5", "4.5")
@@ -446,7 +459,7 @@ def test_second_run_has_nothing_to_do_and_makes_no_jobs(fake_run):
 
 
 def test_changed_settings_rerun_what_depends_on_them(fake_run, tmp_path):
-    config = {"datasets": "config/datasets.tsv", **RUN_CONFIG,
+    config = {"datasets": "config/datasets.tsv", **fake_run["config"],
               "cryosparc": {**RUN_CONFIG["cryosparc"], "lane": "gpu"}}
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
