@@ -155,7 +155,8 @@ def main(argv=None):
                                                                          "one_pass": rates(peer[-1])}
             by = report["by_label"].setdefault(f"{cutoff:g}", {})
             for label, (n, n_kept) in kept_by_label(truth, kept).items():
-                by[label] = [by.get(label, [0, 0])[0] + n, by.get(label, [0, 0])[1] + n_kept]
+                total = by.setdefault(label, [0, 0])
+                total[0], total[1] = total[0] + n, total[1] + n_kept
         report["workflow"][f"{cutoff:g}"], report["one_pass"][f"{cutoff:g}"] = pooled(rows), pooled(peer)
     total = {k: sum(r[k] for r in rows) for k in ("complete", "partial", "junk")}  # any cutoff's rows
     print(f"{len(names)} simulated datasets ({total['complete']:,} complete particles, {total['junk']:,} junk "

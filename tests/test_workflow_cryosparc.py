@@ -300,6 +300,9 @@ RUN_CONFIG = {
 }
 
 
+SHEET = [["sp", "cryosparc", "J2.particles", "", "", "", "", "2", ""]]
+
+
 def round1_thresholds(scores) -> dict:
     """Accept and reject thresholds that give round 1 every kind of decision, whatever model scores it:
     the best half of the classes attract (some leave accepted, some stay), the worst one is rejected."""
@@ -311,8 +314,7 @@ def round1_thresholds(scores) -> dict:
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cryosparc_wf")
-    project = write_project(root / "project", [["sp", "cryosparc", "J2.particles", "", "", "", "", "2", ""]],
-                            **RUN_CONFIG)
+    project = write_project(root / "project", SHEET, **RUN_CONFIG)
     site = root / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -324,7 +326,7 @@ def fake_run(tmp_path_factory):
     check(snakemake(project, "--cores", "2", "results/score/sp/round1/scores.csv", env=env))
     scores = pd.read_csv(project / "results" / "score" / "sp" / "round1" / "scores.csv")["score"]
     config = {**RUN_CONFIG, "selection": {**RUN_CONFIG["selection"], **round1_thresholds(scores)}}
-    write_project(project, [["sp", "cryosparc", "J2.particles", "", "", "", "", "2", ""]], **config)
+    write_project(project, SHEET, **config)
     out = check(snakemake(project, "--cores", "2", env=env))
     return {"project": project, "results": project / "results", "state": state, "env": env, "out": out,
             "fake": pickle.loads(state.read_bytes()), "config": config}
