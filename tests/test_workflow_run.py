@@ -11,6 +11,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -122,6 +123,24 @@ def test_local_run_selects_true_particles_and_validates(local_run):
     # Nothing left to do after a finished run.
     out = check(snakemake(local_run, "-n", "--cores", "2"))
     assert "Nothing to be done" in out
+
+
+def test_changed_scoring_model_rescores(local_run, tmp_path):
+    """The checkpoint is an input of scoring: a model file newer than the scores reruns them."""
+    from cryosift.shipped import SHIPPED_MODEL
+
+    model = tmp_path / "mine.pt"
+    shutil.copyfile(SHIPPED_MODEL, model)
+    override = ["--config", f"score={json.dumps({'model': str(model)})}"]
+    # Only file times count here, so the model's path in the config (a changed parameter) does not.
+    dry = ("-n", "--cores", "2", "--rerun-triggers", "mtime", *override)
+    os.utime(model, (0, 0))  # older than every result: nothing to redo
+    assert "Nothing to be done" in check(snakemake(local_run, *dry))
+    os.utime(model)  # a model written after the run: every classification is scored again
+    out = check(snakemake(local_run, *dry))
+    counts = re.findall(r"^score\s+(\d+)\s*$", out, flags=re.MULTILINE)
+    steps = len(list((local_run / "results" / "score" / "wf").glob("*/scores.csv")))
+    assert steps >= 3 and counts and set(counts) == {str(steps)}, out[-2000:]  # the job table, printed twice
 
 
 def slurm_available() -> str | None:

@@ -6,6 +6,7 @@ import pandas as pd
 from snakemake.utils import validate
 
 from cryosift.pipeline.datasets import check_engine, describe_source, rounds_for, source_box
+from cryosift.shipped import model_file
 
 
 validate(config, schema="../schemas/config.schema.yaml")

@@ -4,6 +4,8 @@
 rule score:
     input:
         classification=step_classification,
+        # the checkpoint itself, so that a changed model (retrained, fine-tuned, upgraded) rescores
+        model=str(model_file(config["score"]["model"])),
     output:
         star=f"{RESULTS}/score/{{dataset}}/{{step}}/scores.star",
         csv=f"{RESULTS}/score/{{dataset}}/{{step}}/scores.csv",

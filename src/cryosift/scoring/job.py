@@ -17,13 +17,10 @@ from cryosift.scoring.gallery import write_gallery
 from cryosift.scoring.inference import DEFAULT_BATCH_SIZE, score_classes
 from cryosift.scoring.inputs import class_image_names, load_classes
 from cryosift.scoring.outputs import CSV_COLUMNS, write_scores_csv, write_scores_star
+from cryosift.shipped import SHIPPED_MODEL, model_file
 
 log = logging.getLogger(__name__)
 
-#: The model shipped with the package (src/cryosift/models/default.pt; see MODEL_CARD.md there).
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.pt"
-#: Name that selects the shipped model wherever a model is asked for.
-DEFAULT_MODEL_NAME = "default"
 
 NO_MODEL_HELP = ("the shipped scoring model is missing from this installation (expected {path}); reinstall "
                  "cryosift, train one with `cryosift train` (or `snakemake train`), or pass a checkpoint with --model")
@@ -57,11 +54,10 @@ def resolve_model(model: str | Path | ScoringModel | None, device=None) -> Scori
     """
     if isinstance(model, ScoringModel):
         return model.to(device) if device is not None else model
-    if model is None or str(model) == DEFAULT_MODEL_NAME:
-        if not SHIPPED_MODEL.exists():
-            raise InputError(None, NO_MODEL_HELP.format(path=SHIPPED_MODEL))
-        model = SHIPPED_MODEL
-    return load_checkpoint(model, device=device)
+    path = model_file(model)
+    if path == SHIPPED_MODEL and not path.exists():
+        raise InputError(None, NO_MODEL_HELP.format(path=SHIPPED_MODEL))
+    return load_checkpoint(path, device=device)
 
 
 def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: str | Path, *,
