@@ -44,11 +44,14 @@ VARIANTS = [
 ]
 #: The demo's classification settings (config/demo.yaml).
 SETTINGS = {"results": "results", "datasets": "config/datasets.tsv", "seed": 2025, "device": "auto",
-            "classify": {"classes": 16, "final_classes": 16, "iterations": 12}}
+            "classify": {"classes": 16, "final_classes": 32, "iterations": 12}}
 
 
-def make_project(out: Path, n: int) -> list[str]:
-    """Write the datasets sheet, simulation specs and config of ``n`` datasets; their names."""
+def make_project(out: Path, n: int, classify: dict | None = None) -> list[str]:
+    """Write the datasets sheet, simulation specs and config of ``n`` datasets; their names.
+
+    ``classify`` overrides keys of the demo's classification settings (e.g. ``final_classes``).
+    """
     (out / "config").mkdir(parents=True, exist_ok=True)
     names, rows = [], ["dataset\ttype\tsource\tengine\tdiameter\tmodel\tpixel_size\trounds"]
     for v in VARIANTS[:n]:
@@ -58,7 +61,8 @@ def make_project(out: Path, n: int) -> list[str]:
         rows.append(f"{name}\tsimulated\tconfig/{name}.yaml\t\t\t\t\t")
         names.append(name)
     (out / "config" / "datasets.tsv").write_text("\n".join(rows) + "\n")
-    (out / "config" / "benchmark.yaml").write_text(yaml.safe_dump(SETTINGS, sort_keys=False))
+    settings = {**SETTINGS, "classify": {**SETTINGS["classify"], **(classify or {})}}
+    (out / "config" / "benchmark.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     return names
 
 
@@ -132,12 +136,15 @@ def main(argv=None):
     ap.add_argument("--out", default="results/benchmarks/selection_quality")
     ap.add_argument("--datasets", type=int, default=4, help=f"1-{len(VARIANTS)}")
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--classes", type=int, help="K per loop round (default: the demo's, 16)")
+    ap.add_argument("--final-classes", type=int, help="K of the pooled classification (default: the demo's, 32)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
     if not 1 <= args.datasets <= len(VARIANTS):
         ap.error(f"--datasets must be 1-{len(VARIANTS)}")
     out = Path(args.out).resolve()
-    names = make_project(out, args.datasets)
+    classify = {k: v for k, v in (("classes", args.classes), ("final_classes", args.final_classes)) if v}
+    names = make_project(out, args.datasets, classify)
     seconds = run_selection(out, names, args.cores)
     results = out / "results"
     cutoffs = [float(c) for c in yaml.safe_load((REPO / "config" / "config.yaml").read_text())["selection"]["cutoffs"]]
