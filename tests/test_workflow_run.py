@@ -24,16 +24,20 @@ import pandas as pd
 import pytest
 import yaml
 
+from cryosift.shipped import SHIPPED_MODEL
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 
 SPEC = {"name": "wf", "box": 56, "pixel_size": 2.5, "mass_kda": 80.0, "n_particles": 400, "snr": 1.0,
         "orientations": "views", "n_views": 4, "shift_sd_A": 3.0, "particles_per_micrograph": 50,
         "junk": {"empty_ice": 0.08, "ice_blob": 0.08, "aggregate": 0.04, "carbon_edge": 0.05}, "seed": 3}
+MODEL = "config/model.pt"  # a copy of the shipped model, which a test rewrites
 CONFIG = {
     "datasets": "config/datasets.tsv", "seed": 7, "device": "cpu",
     "classify": {"classes": 4, "final_classes": 4, "iterations": 10},
     "selection": {"cutoffs": [3.5, 4.5]},
+    "score": {"model": MODEL},
     "abinit": {"final_resolution": 20.0, "minibatch_initial": 100, "minibatch_final": 200,
                "extra": "--iterations 6 4 1 --starts 2 --select-resolution 30"},
 }
@@ -49,6 +53,7 @@ def make_project(path: Path) -> Path:
         "dataset\ttype\tsource\tengine\tdiameter\tmodel\tpixel_size\trounds\n"
         "wf\tsimulated\tconfig/wf.yaml\t\t\t\t\t2\n")
     (path / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    shutil.copyfile(SHIPPED_MODEL, path / MODEL)
     return path
 
 
@@ -77,7 +82,7 @@ def check(proc: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("local"))
-    check(snakemake(project, "--cores", "2"))
+    check(snakemake(project, "--profile", str(REPO / "profiles" / "local"), "--cores", "2"))
     return project
 
 
@@ -126,20 +131,21 @@ def test_local_run_selects_true_particles_and_validates(local_run):
 
 
 def test_changed_scoring_model_rescores(local_run, tmp_path):
-    """The checkpoint is an input of scoring: a model file newer than the scores reruns them."""
-    from cryosift.shipped import SHIPPED_MODEL
-
-    model = tmp_path / "mine.pt"
-    shutil.copyfile(SHIPPED_MODEL, model)
-    override = ["--config", f"score={json.dumps({'model': str(model)})}"]
-    # Only file times count here, so the model's path in the config (a changed parameter) does not.
-    dry = ("-n", "--cores", "2", "--rerun-triggers", "mtime", *override)
-    os.utime(model, (0, 0))  # older than every result: nothing to redo
-    assert "Nothing to be done" in check(snakemake(local_run, *dry))
-    os.utime(model)  # a model written after the run: every classification is scored again
-    out = check(snakemake(local_run, *dry))
+    """The checkpoint is an input of scoring. With profiles/local, Snakemake compares its contents:
+    a model rewritten with the same bytes (a reinstall) changes nothing, changed bytes rescore."""
+    project = tmp_path / "copy"
+    shutil.copytree(local_run, project, symlinks=True)  # file times kept
+    dry = ("-n", "--profile", str(REPO / "profiles" / "local"), "--cores", "2")
+    model = project / MODEL
+    model.write_bytes(model.read_bytes())  # newer, same contents
+    assert "Nothing to be done" in check(snakemake(project, *dry))
+    # Without comparing contents, Snakemake would rescore on the newer time alone.
+    assert "Nothing to be done" not in check(snakemake(project, "-n", "--cores", "2"))
+    with model.open("ab") as f:
+        f.write(b"\0")  # other contents: every classification is scored again
+    out = check(snakemake(project, *dry))
     counts = re.findall(r"^score\s+(\d+)\s*$", out, flags=re.MULTILINE)
-    steps = len(list((local_run / "results" / "score" / "wf").glob("*/scores.csv")))
+    steps = len(list((project / "results" / "score" / "wf").glob("*/scores.csv")))
     assert steps >= 3 and counts and set(counts) == {str(steps)}, out[-2000:]  # the job table, printed twice
 
 
