@@ -2,7 +2,7 @@
 # A single-node SLURM cluster on localhost, for tests and CI (Debian's slurm + munge packages).
 #   scripts/slurm_local.sh install   # apt-get the packages (root)
 #   scripts/slurm_local.sh up        # write config, start munged, slurmctld, slurmd; wait for the node
-#   scripts/slurm_local.sh down      # cancel jobs, stop the daemons by their PID files
+#   scripts/slurm_local.sh down      # cancel jobs, stop the daemons by their PID files, remove the config
 # State lives under $SLURM_LOCAL_DIR (default /tmp/cryosift-slurm); all traffic stays on 127.0.0.1.
 set -euo pipefail
 DIR=${SLURM_LOCAL_DIR:-/tmp/cryosift-slurm}
@@ -72,10 +72,13 @@ CONFEOF
 }
 
 down() {
-    scancel --user root >/dev/null 2>&1 || true
+    [ -f "$CONF/slurm.conf" ] && scancel --user root >/dev/null 2>&1 || true
     for pidfile in "$DIR/slurmd.pid" "$DIR/slurmctld.pid" /run/munge/munged.pid; do
         [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
     done
+    # A config naming a stopped controller makes every SLURM client wait about 10 s for it, and
+    # Snakemake's SLURM plugin asks scontrol on import: each snakemake start would pay that.
+    rm -f "$CONF/slurm.conf" "$CONF/gres.conf" "$CONF/fakegpu0" "$CONF/fakegpu1"
     sleep 1
 }
 
