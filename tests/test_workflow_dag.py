@@ -81,6 +81,14 @@ def test_config_is_validated(tmp_path):
     assert proc.returncode != 0 and "gromacs" in proc.stdout + proc.stderr
 
 
+def test_missing_scoring_model_is_named(tmp_path):
+    write_project(tmp_path, [["demo", "simulated", "demo", "", "", "", "", ""]], score={"model": "mine.pt"})
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(SNAKEFILE), "--directory",
+                           str(tmp_path), "--cores", "1"], capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "mine.pt: scoring checkpoint not found (config score.model" in out, out[-2000:]
+
+
 def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(SNAKEFILE), "--directory",
                            str(REPO)], capture_output=True, text=True, timeout=300)

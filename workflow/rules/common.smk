@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
+from cryosift.errors import InputError
 from cryosift.pipeline.datasets import check_engine, describe_source, rounds_for, source_box
 from cryosift.shipped import model_file
 
@@ -19,6 +20,11 @@ if datasets["dataset"].duplicated().any():
 datasets = datasets.set_index("dataset", drop=False)
 
 RESULTS = config["results"]
+# The checkpoint is an input of every scoring job (a changed model rescores); a missing one is named
+# here, before any job runs.
+SCORE_MODEL = str(model_file(config["score"]["model"]))
+if not Path(SCORE_MODEL).is_file():
+    raise InputError(SCORE_MODEL, f"scoring checkpoint not found (config score.model: {config['score']['model']})")
 CUTOFFS = [f"{c:g}" for c in sorted(float(c) for c in config["selection"]["cutoffs"])]
 SOURCES = {ds: describe_source(row["type"], row["source"], where=f"{config['datasets']}: {ds}")
            for ds, row in datasets.iterrows()}

@@ -4,8 +4,7 @@
 rule score:
     input:
         classification=step_classification,
-        # the checkpoint itself, so that a changed model (retrained, fine-tuned, upgraded) rescores
-        model=str(model_file(config["score"]["model"])),
+        model=SCORE_MODEL,  # a changed checkpoint (retrained, fine-tuned, upgraded) rescores
     output:
         star=f"{RESULTS}/score/{{dataset}}/{{step}}/scores.star",
         csv=f"{RESULTS}/score/{{dataset}}/{{step}}/scores.csv",

@@ -21,7 +21,6 @@ from cryosift.shipped import SHIPPED_MODEL, model_file
 
 log = logging.getLogger(__name__)
 
-
 NO_MODEL_HELP = ("the shipped scoring model is missing from this installation (expected {path}); reinstall "
                  "cryosift, train one with `cryosift train` (or `snakemake train`), or pass a checkpoint with --model")
 
