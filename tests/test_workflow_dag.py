@@ -87,6 +87,9 @@ def test_missing_scoring_model_is_named(tmp_path):
                            str(tmp_path), "--cores", "1"], capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "mine.pt: scoring checkpoint not found (config score.model" in out, out[-2000:]
+    # Training makes a model: a missing scoring checkpoint does not stop `snakemake train`.
+    counts = dry_run(tmp_path, "train", "--config", "train={datasets: 2, heldout: 1}")
+    assert counts["train_simulate"] == counts["train_grade"] == 3 and counts["train_model"] == 1, counts
 
 
 def test_lint_is_clean():

@@ -21,9 +21,9 @@ datasets = datasets.set_index("dataset", drop=False)
 
 RESULTS = config["results"]
 # The checkpoint is an input of every scoring job (a changed model rescores); a missing one is named
-# here, before any job runs.
+# here, before any job runs, except under the training configuration, whose `train` target makes one.
 SCORE_MODEL = str(model_file(config["score"]["model"]))
-if not Path(SCORE_MODEL).is_file():
+if "train" not in config and not Path(SCORE_MODEL).is_file():
     raise InputError(SCORE_MODEL, f"scoring checkpoint not found (config score.model: {config['score']['model']})")
 CUTOFFS = [f"{c:g}" for c in sorted(float(c) for c in config["selection"]["cutoffs"])]
 SOURCES = {ds: describe_source(row["type"], row["source"], where=f"{config['datasets']}: {ds}")
