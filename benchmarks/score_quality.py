@@ -14,7 +14,9 @@ datasets 160-183 of that seed are held out). Prints, against the ground-truth gr
 - selection at the cutoff on each dataset's last iteration: complete particles kept (target
   >= 95 %) and junk removed (target >= 90 %), with the oracle that selects on the true grades;
   particles with a domain missing count as neither (their kept fraction is printed apart);
-- the same per orientation distribution and per classification iteration.
+- the same per orientation distribution and per classification iteration;
+- the error of clean classes (aligned purity >= 0.85, grade < 4) in eight equal-count bands of
+  background texture (``background_texture``: blotches inside the mask, away from the particle).
 """
 
 import argparse
@@ -26,11 +28,12 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
+import pandas as pd
 import torch
 
 from cryosift.scoring.job import resolve_model
-from cryosift.scoring.training.data import load_generated
-from cryosift.scoring.training.evaluate import quality, score_examples
+from cryosift.scoring.training.data import find_training_datasets, load_generated
+from cryosift.scoring.training.evaluate import dataset_textures, quality, score_examples, texture_bands
 
 TARGETS = {"spearman": (">=", 0.85), "auc": (">=", 0.95), "mse": ("<=", 0.0055)}
 
@@ -56,9 +59,13 @@ def main(argv=None):
     model = resolve_model(args.model)
     examples = load_generated(args.data, args.iterations, model.config.preprocessing, model.config.features)
     table = score_examples(model, examples)
+    textures = pd.concat([dataset_textures(f) for f in find_training_datasets(args.data)], ignore_index=True)
+    table = table.merge(textures, on=["dataset", "iteration", "class"], how="left", validate="one_to_one")
     metrics = {"model": str(model.source), "overall": quality(table, args.cutoff)}
     metrics["by_orientations"] = {k: quality(g, args.cutoff) for k, g in table.groupby("orientations")}
     metrics["by_iteration"] = {int(k): quality(g, args.cutoff) for k, g in table.groupby("iteration")}
+    bands = texture_bands(table)
+    metrics["by_background_texture"] = bands.to_dict(orient="records")
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     o = metrics["overall"]
     print(f"model {metrics['model']}: {o['classes']} class averages from {table['dataset'].nunique()} datasets "
@@ -76,6 +83,11 @@ def main(argv=None):
     for name, group in (("orientations", metrics["by_orientations"]), ("iteration", metrics["by_iteration"])):
         for k, q in group.items():
             print(f"  {name} {k}: {q['classes']} classes, Spearman {q['spearman']:.3f}, AUC {q['auc']:.3f}, MSE {q['mse']:.4f}")
+    if len(bands):
+        print("  clean classes (aligned purity >= 0.85, grade < 4) by background texture, cleanest first:")
+        for _, b in bands.iterrows():
+            print(f"    texture <= {b['texture']:.3f}: {int(b['classes'])} classes, score - grade {b['bias']:+.2f} "
+                  f"(SD {b['sd']:.2f}), MSE {b['mse']:.4f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(metrics, fh, indent=2, default=lambda v: None if isinstance(v, float) and np.isnan(v) else v)

@@ -14,7 +14,7 @@ from cryosift.io import write_star
 from cryosift.scoring import ModelConfig, Preprocessing, load_checkpoint
 from cryosift.scoring.job import SHIPPED_MODEL, resolve_model
 from cryosift.scoring.training.data import augment, load_generated, split_by_structure
-from cryosift.scoring.training.evaluate import quality, roc_auc
+from cryosift.scoring.training.evaluate import background_texture, dataset_textures, quality, roc_auc, texture_bands
 from cryosift.scoring.training.generate import GenerationSettings, draw_settings, make_training_dataset
 from cryosift.scoring.training.grades import (
     alignment_grade,
@@ -448,3 +448,76 @@ def test_shipped_model_scores_a_clean_class_better_than_empty_ice():
     scores = score_classes(classes, resolve_model(None))["score"].to_numpy()
     assert scores[:3].max() < scores[3:].min()
     assert scores[:3].mean() < 3.5 < scores[3:].mean()
+
+
+def _blob(box, cy, cx, sigma, amplitude=1.0):
+    y, x = np.mgrid[:box, :box]
+    return amplitude * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2))
+
+
+def _disc(box, cy, cx, r, amplitude=1.0):
+    y, x = np.mgrid[:box, :box]
+    return amplitude * np.clip(r - np.hypot(y - cy, x - cx) + 0.5, 0.0, 1.0)
+
+
+def test_background_texture_rises_with_blotches_beside_the_particle():
+    box, radius = 64, 26.0
+    particle = _disc(box, 32, 30, 7) + _disc(box, 32, 39, 5, 0.8)  # two domains
+    clean = background_texture(particle, radius)
+    assert clean < 0.01  # only the smoothed particle's edge
+    blotches = sum(_blob(box, 32 + 18 * np.sin(a), 32 + 18 * np.cos(a), 2.5, 0.15) for a in (0.5, 2.2, 4.0))
+    textured = background_texture(particle + blotches, radius)
+    stronger = background_texture(particle + 2 * blotches, radius)
+    assert 0.03 < textured < 0.06 and stronger == pytest.approx(2 * textured, rel=0.05)
+    assert background_texture(5.0 * (particle + blotches), radius) == pytest.approx(textured)  # a ratio
+    # blotches outside the mask are not the class's background
+    outside = sum(_blob(box, 32 + 30 * np.sin(a), 32 + 30 * np.cos(a), 1.0, 0.3) for a in (0.5, 2.2, 4.0))
+    assert background_texture(particle + outside, radius) == pytest.approx(clean, abs=2e-3)
+    assert np.isnan(background_texture(np.zeros((box, box)), radius))
+    assert np.isnan(background_texture(np.full((box, box), np.nan), radius))
+    assert np.isnan(background_texture(_blob(box, 32, 32, 20.0), radius))  # particle fills the mask
+
+
+def test_texture_of_generated_classes_and_error_bands(tiny_sets):
+    root, tables = tiny_sets
+    tex = dataset_textures(root / "ds0")
+    t = tables[0]
+    assert len(tex) == len(t) and (tex[["dataset", "iteration", "class"]].to_numpy() ==
+                                   t[["dataset", "iteration", "class"]].to_numpy()).all()
+    filled = t["members"].to_numpy() > 0
+    assert np.isfinite(tex["background_texture"].to_numpy()[filled]).any()
+    assert (tex["background_texture"].dropna() >= 0).all()
+    # bands: equal counts, cleanest first, bias = mean(score - grade), MSE on the [0, 1] target
+    n = 40
+    table = pd.DataFrame({"aligned_purity": np.r_[np.ones(n), 0.2], "grade": np.r_[np.full(n, 2.0), 5.0],
+                          "background_texture": np.r_[np.linspace(0.01, 0.2, n), 0.3]})
+    table["score"] = table["grade"] + np.r_[np.zeros(n // 2), np.ones(n // 2), 0.0]  # the textured half worse
+    bands = texture_bands(table, bands=4)
+    assert list(bands["classes"]) == [10, 10, 10, 10]  # the junk class is left out
+    assert bands["bias"].tolist() == pytest.approx([0.0, 0.0, 1.0, 1.0])
+    assert bands["mse"].tolist() == pytest.approx([0.0, 0.0, 0.04, 0.04])
+    assert bands["texture"].is_monotonic_increasing
+
+
+def test_score_quality_benchmark_scores_the_shipped_model_on_graded_datasets(tiny_sets, tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("score_quality", os.path.join(os.path.dirname(__file__), "..",
+                                                                                   "benchmarks", "score_quality.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    root, tables = tiny_sets
+    out_json, out_csv = tmp_path / "q.json", tmp_path / "q.csv"
+    assert bench.main(["--data", str(root), "--model", "default", "--json", str(out_json), "--csv", str(out_csv)]) == 0
+    assert "MSE on [0, 1] target" in capsys.readouterr().out
+    metrics = json.loads(out_json.read_text())
+    graded = sum(int(t["grade"].notna().sum()) for t in tables)
+    assert metrics["overall"]["classes"] == graded
+    scored = pd.read_csv(out_csv)
+    assert len(scored) == graded and scored["score"].between(0.0, 6.0).all()
+    # every scored class got its texture from its own average
+    expected = pd.concat([dataset_textures(root / f"ds{i}") for i in (0, 1)], ignore_index=True)
+    merged = scored.merge(expected, on=["dataset", "iteration", "class"], suffixes=("", "_expected"))
+    assert len(merged) == graded
+    assert np.allclose(merged["background_texture"], merged["background_texture_expected"], equal_nan=True)
+    mse = float(np.mean((scored["network_output"] - scored["target"]) ** 2))
+    assert metrics["overall"]["mse"] == pytest.approx(mse)

@@ -108,18 +108,7 @@ def load_generated(folders, iterations: str = "all", preprocessing: Preprocessin
         ``all`` graded iterations, ``final`` (the last classification iteration only), or
         comma-separated iteration numbers (e.g. ``9,12``).
     """
-    found: list[Path] = []
-    for f in folders:
-        p = Path(f)
-        if (p / CLASSES_CSV).exists():
-            found.append(p)
-        elif p.is_dir():
-            found.extend(sorted(q.parent for q in p.glob(f"*/{CLASSES_CSV}")))
-        else:
-            raise InputError(p, "not a training dataset folder")
-    if not found:
-        raise InputError(None, "no finished training datasets (folders with classes.csv) found in "
-                               + ", ".join(str(f) for f in folders))
+    found = find_training_datasets(folders)
     parts = []
     for folder in found:
         images, table = read_training_dataset(folder)
@@ -136,6 +125,26 @@ def load_generated(folders, iterations: str = "all", preprocessing: Preprocessin
     log.info("%d class averages from %d training datasets (%d structures)", len(out), len(found),
              len(set(out.groups)))
     return out
+
+
+def find_training_datasets(folders) -> list[Path]:
+    """Finished training dataset folders (with classes.csv) among ``folders`` and their sub-folders.
+
+    Raises InputError for a path that is neither, or when none is found.
+    """
+    found: list[Path] = []
+    for f in folders:
+        p = Path(f)
+        if (p / CLASSES_CSV).exists():
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(q.parent for q in p.glob(f"*/{CLASSES_CSV}")))
+        else:
+            raise InputError(p, "not a training dataset folder")
+    if not found:
+        raise InputError(None, "no finished training datasets (folders with classes.csv) found in "
+                               + ", ".join(str(f) for f in folders))
+    return found
 
 
 def iteration_mask(table: pd.DataFrame, iterations: str, source=None) -> np.ndarray:

@@ -11,21 +11,35 @@ Metrics (docs/training.md, benchmarks/score_quality.py):
   complete particles in classes scoring <= cutoff (kept) and of the junk in the others
   (removed), pooled over datasets; particles with a domain missing are reported apart (kept);
   also for the oracle that selects on the true grades.
+
+:func:`background_texture` measures what the scores of clean classes follow most beyond their
+grades: blotches in the average's background, inside the mask but away from the particle.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+from scipy.ndimage import binary_dilation, gaussian_filter
 from scipy.stats import spearmanr
 
 from cryosift.scoring.checkpoint import ScoringModel
 from cryosift.scoring.decode import decode
 from cryosift.scoring.training.data import Examples
+from cryosift.scoring.training.generate import read_training_dataset
 from cryosift.scoring.training.train import predict_examples
 
 JUNK_PURITY = 0.5
 GOOD_GRADE = 3.5
+#: Background texture: Gaussian smoothing (px), particle support (fraction of the smoothed
+#: maximum), its dilation (px) and the margin kept from the mask edge (px).
+TEXTURE_SMOOTH_PX = 1.5
+TEXTURE_SUPPORT = 0.25
+TEXTURE_DILATE_PX = 3
+TEXTURE_EDGE_PX = 2.0
 
 
 def roc_auc(bad_scores, good_scores) -> float:
@@ -91,3 +105,76 @@ def quality(table: pd.DataFrame, cutoff: float = 3.5) -> dict:
         out["datasets"] = len(per)
         out["datasets_meeting_selection"] = int(sum(p["true_kept"] >= 0.95 and p["junk_removed"] >= 0.90 for p in per))
     return out
+
+
+def background_texture(average: np.ndarray, mask_radius_px: float) -> float:
+    """RMS of a class average's background relative to its particle (0 = clean background).
+
+    The average is smoothed (Gaussian, :data:`TEXTURE_SMOOTH_PX`); the particle is where the
+    smoothed average exceeds :data:`TEXTURE_SUPPORT` of its maximum inside the mask, dilated by
+    :data:`TEXTURE_DILATE_PX`; the background is the rest of the mask (less a margin at its
+    soft edge). Noise that the class did not average out, and junk, show there as blotches.
+
+    Parameters
+    ----------
+    average : np.ndarray
+        (box, box) class average (any scale: the measure is a ratio).
+    mask_radius_px : float
+        Radius of the classification's circular mask, px of this box.
+
+    Returns
+    -------
+    float
+        RMS(background) / RMS(particle) of the smoothed average; NaN for an empty, flat or
+        non-finite average or one whose particle leaves fewer than 20 background pixels.
+    """
+    img = np.asarray(average, dtype=np.float64)
+    if img.ndim != 2 or not np.isfinite(img).all():
+        return float("nan")
+    box = img.shape[0]
+    y, x = np.mgrid[:box, :box] - box // 2
+    inside = np.hypot(x, y) < mask_radius_px - TEXTURE_EDGE_PX
+    smooth = gaussian_filter(img, TEXTURE_SMOOTH_PX)
+    if inside.sum() < 20 or smooth[inside].std() == 0:
+        return float("nan")
+    particle = binary_dilation(smooth > TEXTURE_SUPPORT * smooth[inside].max(), iterations=TEXTURE_DILATE_PX) & inside
+    background = inside & ~particle
+    if background.sum() < 20 or not particle.any():
+        return float("nan")
+    return float(np.sqrt(np.mean(smooth[background] ** 2) / np.mean(smooth[particle] ** 2)))
+
+
+def dataset_textures(folder: str | Path) -> pd.DataFrame:
+    """:func:`background_texture` of every class average of a finished training dataset.
+
+    Returns a frame with ``dataset``, ``iteration``, ``class`` and ``background_texture``; the
+    mask radius is the classification's (``settings.json``) over the averages' pixel size.
+    """
+    f = Path(folder)
+    images, table = read_training_dataset(f)
+    mask_diameter_A = float(json.loads((f / "settings.json").read_text())["classify"]["particle_diameter"])
+    radius = mask_diameter_A / 2.0 / table["pixel_size_A"].to_numpy(np.float64)
+    out = table[["dataset", "iteration", "class"]].copy()
+    out["background_texture"] = [background_texture(im, r) for im, r in zip(images, radius)]
+    return out
+
+
+def texture_bands(table: pd.DataFrame, bands: int = 8, min_purity: float = 0.85, max_grade: float = 4.0) -> pd.DataFrame:
+    """Score error of clean classes by background texture (equal-count bands, cleanest first).
+
+    Classes with ``aligned_purity`` >= ``min_purity`` and grade < ``max_grade`` (particle classes
+    the grades call usable) are cut into ``bands`` quantiles of ``background_texture``; per band:
+    ``classes``, ``texture`` (upper edge), ``bias`` (mean score - grade), ``sd`` and ``mse`` (on
+    the [0, 1] target).
+    """
+    purity = table["aligned_purity"] if "aligned_purity" in table else table["purity"]
+    clean = table[(purity >= min_purity) & (table["grade"] < max_grade) & table["background_texture"].notna()]
+    if len(clean) < bands:
+        return pd.DataFrame(columns=["classes", "texture", "bias", "sd", "mse"])
+    err = clean["score"] - clean["grade"]
+    band = pd.qcut(clean["background_texture"], bands, labels=False, duplicates="drop")
+    out = pd.DataFrame({"classes": err.groupby(band).size(),
+                        "texture": clean["background_texture"].groupby(band).max(),
+                        "bias": err.groupby(band).mean(), "sd": err.groupby(band).std(),
+                        "mse": (err / 5.0).pow(2).groupby(band).mean()})
+    return out.reset_index(drop=True)
