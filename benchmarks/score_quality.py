@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryosift.errors import InputError
 from cryosift.scoring.job import resolve_model
 from cryosift.scoring.training.data import find_training_datasets, load_generated
 from cryosift.scoring.training.evaluate import dataset_textures, quality, score_examples, texture_bands
@@ -97,4 +98,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except InputError as exc:  # a bad dataset folder: one line naming it
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

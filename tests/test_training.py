@@ -478,7 +478,7 @@ def test_background_texture_rises_with_blotches_beside_the_particle():
     assert np.isnan(background_texture(_blob(box, 32, 32, 20.0), radius))  # particle fills the mask
 
 
-def test_texture_of_generated_classes_and_error_bands(tiny_sets):
+def test_texture_of_generated_classes_and_error_bands(tiny_sets, tmp_path):
     root, tables = tiny_sets
     tex = dataset_textures(root / "ds0")
     t = tables[0]
@@ -487,6 +487,17 @@ def test_texture_of_generated_classes_and_error_bands(tiny_sets):
     filled = t["members"].to_numpy() > 0
     assert np.isfinite(tex["background_texture"].to_numpy()[filled]).any()
     assert (tex["background_texture"].dropna() >= 0).all()
+    # a dataset whose settings lack the mask is named, not a traceback
+    broken = tmp_path / "ds9"
+    broken.mkdir()
+    for name in ("classes.csv", "averages.npz"):
+        (broken / name).write_bytes((root / "ds0" / name).read_bytes())
+    (broken / "settings.json").write_text("{}")
+    with pytest.raises(InputError, match=r"ds9/settings.json: no classification mask diameter"):
+        dataset_textures(broken)
+    (broken / "settings.json").unlink()
+    with pytest.raises(InputError, match=r"ds9/settings.json: unreadable"):
+        dataset_textures(broken)
     # bands: equal counts, cleanest first, bias = mean(score - grade), MSE on the [0, 1] target
     n = 40
     table = pd.DataFrame({"aligned_purity": np.r_[np.ones(n), 0.2], "grade": np.r_[np.full(n, 2.0), 5.0],

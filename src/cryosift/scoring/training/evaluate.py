@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.ndimage import binary_dilation, gaussian_filter
 from scipy.stats import spearmanr
 
+from cryosift.errors import InputError
 from cryosift.scoring.checkpoint import ScoringModel
 from cryosift.scoring.decode import decode
 from cryosift.scoring.training.data import Examples
@@ -152,7 +153,13 @@ def dataset_textures(folder: str | Path) -> pd.DataFrame:
     """
     f = Path(folder)
     images, table = read_training_dataset(f)
-    mask_diameter_A = float(json.loads((f / "settings.json").read_text())["classify"]["particle_diameter"])
+    settings = f / "settings.json"
+    try:
+        mask_diameter_A = float(json.loads(settings.read_text())["classify"]["particle_diameter"])
+    except OSError as exc:
+        raise InputError(settings, f"unreadable ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, TypeError):
+        raise InputError(settings, "no classification mask diameter (classify.particle_diameter)") from None
     radius = mask_diameter_A / 2.0 / table["pixel_size_A"].to_numpy(np.float64)
     out = table[["dataset", "iteration", "class"]].copy()
     out["background_texture"] = [background_texture(im, r) for im, r in zip(images, radius)]
