@@ -31,6 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
+from cryosift.errors import InputError
 from cryosift.scoring.job import resolve_model
 from cryosift.scoring.training.data import find_training_datasets, load_generated
 from cryosift.scoring.training.evaluate import quality, score_examples
@@ -44,7 +45,8 @@ def train_subset(folders, out: Path, epochs: int, threads: int) -> dict:
     metrics = out.with_suffix(".json")
     cmd = [sys.executable, "-m", "cryosift", "train", "--data", *map(str, folders), "-o", str(out),
            "--epochs", str(epochs), "--seed", "0", "-j", str(threads), "--metrics", str(metrics)]
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise InputError(out, "training failed (its messages are above)")
     return json.loads(metrics.read_text())
 
 
@@ -98,6 +100,7 @@ def main(argv=None):
         print(f"{n:4d} structures ({epochs} epochs, best {info['best_epoch']}): held-out Spearman {h['spearman']:.3f} "
               f"AUC {h['auc']:.3f} MSE {h['mse']:.4f} (by iteration {its})"
               + (f"; own training datasets MSE {o['mse']:.4f}" if o else "") + f"; {info['seconds']} s", flush=True)
+    fit = None
     if len(rows) >= 2:
         n = np.log([r["structures"] for r in rows])
         mse = np.log([r["heldout"]["mse"] for r in rows])
@@ -107,11 +110,15 @@ def main(argv=None):
         print(f"held-out MSE x{ratio:.3f} from {rows[0]['structures']} to {full} structures; power-law exponent "
               f"{slope:.2f}; a pure power law would reach {TARGET_MSE} at about {need:.0f} structures "
               f"({need / full:.1f}x the full set)")
-        rows.append({"power_law_exponent": float(slope), "structures_for_target": need})
+        fit = {"power_law_exponent": float(slope), "structures_for_target": need}
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"sizes": rows, "fit": fit}, indent=2) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except InputError as exc:  # a bad dataset folder or model: one line naming it
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
