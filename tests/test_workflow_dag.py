@@ -96,3 +96,21 @@ def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(SNAKEFILE), "--directory",
                            str(REPO)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_training_numbers_skip_the_heldout_structures(tmp_path):
+    # More training data must not move the held-out structures: the training datasets are the
+    # first numbers outside the held-out range, and the model trains on exactly those.
+    write_project(tmp_path, [["demo", "simulated", "demo", "", "", "", "", ""]])
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--snakefile", str(SNAKEFILE), "--directory",
+                           str(tmp_path), "--cores", "1", "train", "--config",
+                           "train={datasets: 3, heldout: 2, heldout_first: 1}"],
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    simulated = {(kind, int(i)) for kind, i in re.findall(r"results/train/(data|heldout)/ds(\d{4})/settings\.json", out)}
+    assert simulated == {("data", 0), ("data", 3), ("data", 4), ("heldout", 1), ("heldout", 2)}
+    train_cmd = next(line for line in out.splitlines() if "cryosift train --data" in line)
+    assert re.findall(r"results/train/data/ds(\d{4})", train_cmd) == ["0000", "0003", "0004"], train_cmd
+    quality_cmd = next(line for line in out.splitlines() if "score_quality.py --data" in line)
+    assert re.findall(r"results/train/heldout/ds(\d{4})", quality_cmd) == ["0001", "0002"], quality_cmd

@@ -1,9 +1,25 @@
 # Training the scoring model: simulated datasets, 2D-classified and graded against their ground
 # truth, then the network. Run with the training configuration:
 #   snakemake -s workflow/Snakefile train --configfile config/train.yaml --cores 2
-# Datasets 0 .. N-1 train the model; N .. N+heldout-1 (other structures) measure its quality, and
-# the selection datasets (well-classifiable, more junk) measure the selection at the cutoff.
+# The held-out datasets (numbers heldout_first .. +heldout-1, default right after the training ones)
+# measure the model's quality on other structures; the training datasets are the first N numbers
+# outside that range, so more training data leaves the held-out structures where they were. The
+# selection datasets (well-classifiable, more junk) measure the selection at the cutoff.
 import json as _json
+
+
+def training_numbers(count, heldout_first, heldout_count):
+    """The first ``count`` dataset numbers outside the held-out range."""
+    if count < 0 or heldout_count < 0 or heldout_first < 0:
+        raise ValueError(f"config train: datasets, heldout and heldout_first must not be negative "
+                         f"(got {count}, {heldout_count}, {heldout_first})")
+    numbers, i = [], 0
+    while len(numbers) < count:
+        if not heldout_first <= i < heldout_first + heldout_count:
+            numbers.append(i)
+        i += 1
+    return numbers
+
 
 TRAIN = config.get("train", {})
 TRAIN_OUT = TRAIN.get("out", "results/train")
@@ -13,11 +29,15 @@ HELDOUT_N = int(TRAIN.get("heldout", 24))
 TRAIN_SETTINGS = TRAIN.get("settings") or {}
 SELECTION = TRAIN.get("selection", {})
 SELECTION_N = int(SELECTION.get("datasets", 0))
+HELDOUT_FIRST = int(TRAIN.get("heldout_first", TRAIN_N))
 # Per kind of dataset: numbers, master seed and generation settings.
-TRAIN_RANGES = {"data": (0, TRAIN_N), "heldout": (TRAIN_N, HELDOUT_N), "selection": (0, SELECTION_N)}
+TRAIN_NUMBERS = {
+    "data": training_numbers(TRAIN_N, HELDOUT_FIRST, HELDOUT_N),
+    "heldout": list(range(HELDOUT_FIRST, HELDOUT_FIRST + HELDOUT_N)),
+    "selection": list(range(SELECTION_N)),
+}
 TRAIN_CSVS = {
-    kind: [f"{TRAIN_OUT}/{kind}/ds{i:04d}/classes.csv" for i in range(first, first + count)]
-    for kind, (first, count) in TRAIN_RANGES.items()
+    kind: [f"{TRAIN_OUT}/{kind}/ds{i:04d}/classes.csv" for i in numbers] for kind, numbers in TRAIN_NUMBERS.items()
 }
 TRAIN_SEEDS = {"data": TRAIN_SEED, "heldout": TRAIN_SEED, "selection": SELECTION.get("seed", 7)}
 TRAIN_SETTING_ARGS = {
@@ -86,7 +106,8 @@ rule train_model:
         model=f"{TRAIN_OUT}/model/default.pt",
         metrics=f"{TRAIN_OUT}/model/training.json",
     params:
-        data=lambda wc, input: str(Path(input[0]).parent.parent),
+        # The configured datasets, not their folder: it may hold others from an earlier configuration.
+        data=lambda wc, input: " ".join(str(Path(csv).parent) for csv in input),
         epochs=TRAIN.get("epochs", 40),
         batch=TRAIN.get("batch_size", 32),
         lr=TRAIN.get("lr", 1e-4),
@@ -125,7 +146,7 @@ rule train_quality:
         json=f"{TRAIN_OUT}/model/quality_{{kind}}.json",
         csv=f"{TRAIN_OUT}/model/quality_{{kind}}.csv",
     params:
-        data=lambda wc, input: str(Path(input.data[0]).parent.parent),
+        data=lambda wc, input: " ".join(str(Path(csv).parent) for csv in input.data),
         cutoff=TRAIN.get("cutoff", 3.5),
     wildcard_constraints:
         kind="heldout|selection",
