@@ -7,20 +7,6 @@
 # selection datasets (well-classifiable, more junk) measure the selection at the cutoff.
 import json as _json
 
-
-def training_numbers(count, heldout_first, heldout_count):
-    """The first ``count`` dataset numbers outside the held-out range."""
-    if count < 0 or heldout_count < 0 or heldout_first < 0:
-        raise ValueError(f"config train: datasets, heldout and heldout_first must not be negative "
-                         f"(got {count}, {heldout_count}, {heldout_first})")
-    numbers, i = [], 0
-    while len(numbers) < count:
-        if not heldout_first <= i < heldout_first + heldout_count:
-            numbers.append(i)
-        i += 1
-    return numbers
-
-
 TRAIN = config.get("train", {})
 TRAIN_OUT = TRAIN.get("out", "results/train")
 TRAIN_SEED = TRAIN.get("seed", 2025)
