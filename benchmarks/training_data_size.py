@@ -2,12 +2,15 @@
 
 Usage: python benchmarks/training_data_size.py --data results/train/data --heldout results/train/heldout
                                                [--sizes 80 120] [--full default] [--work DIR]
+                                               [--extra results/train/extra --sizes 320]
 
 Trains the recipe (``cryosift train``: seed 0, constant rate, a tenth of the structures for
 validation and the choice of epoch) on the first N training datasets for each N in ``--sizes``,
 with the recipe's number of optimiser steps: 40 epochs at the full size, 40 x full / N epochs at
 N. ``--full`` names the model trained on all of them (default: the shipped model, which is the
-recipe on datasets 0-159); ``--full train`` trains it here too. Every model is then scored on the
+recipe on datasets 0-159); ``--full train`` trains it here too. Sizes above the full set take the
+datasets of ``--extra`` after those of ``--data`` (made with the same seed, numbered after the
+held-out ones, as ``snakemake train`` makes them with ``heldout_first``), again at the same steps. Every model is then scored on the
 held-out structures (Spearman, AUC, MSE, as ``score_quality.py``) and, unless ``--no-own``, on
 its own training datasets. Last, the power law fitted to the held-out MSE over all sizes (least
 squares in log-log): its exponent, and the number of structures at which a pure power law would reach the target 0.0055
@@ -64,6 +67,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="folder of the training datasets (ds0000 ...)")
     ap.add_argument("--heldout", nargs="+", required=True, help="held-out graded datasets")
+    ap.add_argument("--extra", nargs="+", default=[], help="more training datasets, for sizes above --data's")
     ap.add_argument("--sizes", type=int, nargs="+", default=[80, 120], help="training structures per run")
     ap.add_argument("--full", default="default", help="model trained on all datasets, or 'train'")
     ap.add_argument("--work", default="results/train/exp/size", help="folder for the models")
@@ -74,9 +78,14 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     folders = find_training_datasets([args.data])
     full = len(folders)
+    pool = folders + (find_training_datasets(args.extra) if args.extra else [])
+    too_many = [n for n in args.sizes if n > len(pool)]
+    if too_many:
+        raise InputError(None, f"--sizes {too_many[0]}: only {len(pool)} training datasets "
+                               f"({full} in {args.data}{', the rest in --extra' if args.extra else ''})")
     work = Path(args.work)
     rows = []
-    sizes = sorted({n for n in args.sizes if 0 < n < full}) + [full]
+    sizes = sorted({n for n in args.sizes if 0 < n} | {full})
     for n in sizes:
         t0 = time.perf_counter()
         epochs = round(RECIPE_EPOCHS * full / n)
@@ -87,12 +96,12 @@ def main(argv=None):
                         val_mse=model.config.provenance.get("validation_mse"))
         else:
             out = work / f"n{n:03d}.pt"
-            result = train_subset(folders[:n], out, epochs, args.threads)
+            result = train_subset(pool[:n], out, epochs, args.threads)
             model = resolve_model(str(out))
             info.update(model=str(out), best_epoch=result["best_epoch"], val_mse=result["val_mse"],
                         train_examples=result["examples"])
         info["heldout"] = evaluate(model, args.heldout)
-        info["own"] = None if args.no_own else evaluate(model, folders[:n])
+        info["own"] = None if args.no_own else evaluate(model, pool[:n])
         info["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(info)
         h, o = info["heldout"], info["own"]
@@ -107,7 +116,8 @@ def main(argv=None):
         slope, icept = np.polyfit(n, mse, 1)
         need = math.exp((math.log(TARGET_MSE) - icept) / slope) if slope < 0 else math.inf
         ratio = rows[-1]["heldout"]["mse"] / rows[0]["heldout"]["mse"]
-        print(f"held-out MSE x{ratio:.3f} from {rows[0]['structures']} to {full} structures; power-law exponent "
+        print(f"held-out MSE x{ratio:.3f} from {rows[0]['structures']} to {rows[-1]['structures']} structures; "
+              f"power-law exponent "
               f"{slope:.2f}; a pure power law would reach {TARGET_MSE} at about {need:.0f} structures "
               f"({need / full:.1f}x the full set)")
         fit = {"power_law_exponent": float(slope), "structures_for_target": need}
