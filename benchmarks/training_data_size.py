@@ -10,11 +10,12 @@ with the recipe's number of optimiser steps: 40 epochs at the full size, 40 x fu
 N. ``--full`` names the model trained on all of them (default: the shipped model, which is the
 recipe on datasets 0-159); ``--full train`` trains it here too. Sizes above the full set take the
 datasets of ``--extra`` after those of ``--data`` (made with the same seed, numbered after the
-held-out ones, as ``snakemake train`` makes them with ``heldout_first``), again at the same steps. Every model is then scored on the
-held-out structures (Spearman, AUC, MSE, as ``score_quality.py``) and, unless ``--no-own``, on
-its own training datasets. Last, the power law fitted to the held-out MSE over all sizes (least
-squares in log-log): its exponent, and the number of structures at which a pure power law would reach the target 0.0055
-(optimistic: a floor that the data cannot lower makes the curve flatten).
+held-out ones, as ``snakemake train`` makes them with ``heldout_first``), again at the same
+steps. Every model is then scored on the held-out structures (Spearman, AUC, MSE, as
+``score_quality.py``) and, unless ``--no-own``, on its own training datasets. Last, the power
+law fitted to the held-out MSE over all sizes (least squares in log-log): its exponent, and the
+number of structures at which a pure power law would reach the target 0.0055 (optimistic: a
+floor that the data cannot lower makes the curve flatten).
 
 Training writes ``<work>/nNNN.pt`` and its resumable state; a rerun reuses finished models.
 A size takes about as long as the recipe's training, validation included (an hour or more on 2 cores).

@@ -114,3 +114,8 @@ def test_training_numbers_skip_the_heldout_structures(tmp_path):
     assert re.findall(r"results/train/data/ds(\d{4})", train_cmd) == ["0000", "0003", "0004"], train_cmd
     quality_cmd = next(line for line in out.splitlines() if "score_quality.py --data" in line)
     assert re.findall(r"results/train/heldout/ds(\d{4})", quality_cmd) == ["0001", "0002"], quality_cmd
+    bad = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(SNAKEFILE), "--directory",
+                          str(tmp_path), "--cores", "1", "train", "--config", "train={heldout_first: first}"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0
+    assert "config train.heldout_first: expected a whole number >= 0, got 'first'" in bad.stdout + bad.stderr

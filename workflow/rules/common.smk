@@ -253,11 +253,18 @@ def cryosparc_seed():
     return config["seed"] if seed is None else int(seed)
 
 
+def config_count(mapping, key, default, where):
+    """A whole number >= 0 from ``mapping[key]``; a bad value names its config key."""
+    value = mapping.get(key, default)
+    # --config on the command line gives strings
+    text = str(value).strip()
+    if isinstance(value, bool) or not (isinstance(value, int) or text.isdigit()) or int(text) < 0:
+        raise ValueError(f"config {where}.{key}: expected a whole number >= 0, got {value!r}")
+    return int(text)
+
+
 def training_numbers(count, heldout_first, heldout_count):
     """The first ``count`` dataset numbers outside the held-out range."""
-    if count < 0 or heldout_count < 0 or heldout_first < 0:
-        raise ValueError(f"config train: datasets, heldout and heldout_first must not be negative "
-                         f"(got {count}, {heldout_count}, {heldout_first})")
     numbers, i = [], 0
     while len(numbers) < count:
         if not heldout_first <= i < heldout_first + heldout_count:

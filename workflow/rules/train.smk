@@ -10,12 +10,12 @@ import json as _json
 TRAIN = config.get("train", {})
 TRAIN_OUT = TRAIN.get("out", "results/train")
 TRAIN_SEED = TRAIN.get("seed", 2025)
-TRAIN_N = int(TRAIN.get("datasets", 160))
-HELDOUT_N = int(TRAIN.get("heldout", 24))
+TRAIN_N = config_count(TRAIN, "datasets", 160, "train")
+HELDOUT_N = config_count(TRAIN, "heldout", 24, "train")
 TRAIN_SETTINGS = TRAIN.get("settings") or {}
 SELECTION = TRAIN.get("selection", {})
-SELECTION_N = int(SELECTION.get("datasets", 0))
-HELDOUT_FIRST = int(TRAIN.get("heldout_first", TRAIN_N))
+SELECTION_N = config_count(SELECTION, "datasets", 0, "train.selection")
+HELDOUT_FIRST = config_count(TRAIN, "heldout_first", TRAIN_N, "train")
 # Per kind of dataset: numbers, master seed and generation settings.
 TRAIN_NUMBERS = {
     "data": training_numbers(TRAIN_N, HELDOUT_FIRST, HELDOUT_N),
