@@ -131,6 +131,20 @@ def test_last_finished_iteration_skips_killed_iteration(tmp_path):
     assert general["rlnPixelSize"] == 4.0 and np.isinf(classes["rlnEstimatedResolution"][2])
 
 
+def test_relion_iteration_without_sampling_is_not_finished(tmp_path):
+    # RELION writes sampling.star after data.star; --continue from an iteration without it fails.
+    job = tmp_path / "job012"
+    for it in (1, 2):
+        _class2d_iteration(job, it)
+        (job / f"run_it{it:03d}_sampling.star").write_text("data_sampling_general\n")
+    _class2d_iteration(job, 3)  # killed after data.star, before sampling.star
+    found = last_finished_iteration(job)
+    assert found["iteration"] == 2 and found["sampling"].name == "run_it002_sampling.star"
+    (job / "run_it002_sampling.star").unlink()
+    (job / "run_it001_sampling.star").unlink()
+    assert last_finished_iteration(job)["iteration"] == 3  # a job that writes no sampling files
+
+
 def test_no_finished_iteration_message(tmp_path):
     job = tmp_path / "job011"
     _class2d_iteration(job, 1, classes=False)

@@ -68,6 +68,15 @@ def test_classify2d_with_real_relion(views_dataset, tmp_path):
     before = (tmp_path / "Class2D" / "run.log").stat().st_size
     again = engine.classify2d(views_dataset.particles_star, tmp_path / "Class2D", iterations=8, **CLASS2D)
     assert again.iteration == 8 and (tmp_path / "Class2D" / "run.log").stat().st_size == before
+    # Killed after iteration 8's data.star but before its sampling.star (RELION's last file):
+    # iteration 8 is not finished, and the rerun continues from iteration 7.
+    (tmp_path / "Class2D" / "run_it008_sampling.star").unlink()
+    (tmp_path / "Class2D" / "RELION_JOB_EXIT_SUCCESS").unlink()
+    assert last_finished_iteration(tmp_path / "Class2D")["iteration"] == 7
+    resumed = engine.classify2d(views_dataset.particles_star, tmp_path / "Class2D", iterations=8, **CLASS2D)
+    assert resumed.iteration == 8 and job_status(tmp_path / "Class2D") == "success"
+    assert "--continue" in (tmp_path / "Class2D" / "run.log").read_text()
+    assert (tmp_path / "Class2D" / "run_it008_sampling.star").exists()
 
 
 @needs_relion
@@ -78,8 +87,10 @@ def test_killed_run_is_not_finished_and_resumes(views_dataset, tmp_path):
             f"iterations=6, **{CLASS2D!r})\n")
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     deadline = time.time() + 240
-    while not (job / "run_it002_optimiser.star").exists() and time.time() < deadline:
+    # sampling.star is the last file RELION writes of an iteration
+    while not (job / "run_it002_sampling.star").exists() and time.time() < deadline:
         time.sleep(0.2)
+    time.sleep(1.0)  # a file that exists may still be being written
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert job_status(job) == "unfinished"

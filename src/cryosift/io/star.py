@@ -216,7 +216,7 @@ _ITER = re.compile(r"^(?P<prefix>.+?)_it(?P<it>\d{3,})_model\.star$")
 
 
 def class2d_iteration_files(model_star: str | Path) -> dict:
-    """The data.star, classes.mrcs and optimiser.star belonging to a model.star."""
+    """The data.star, classes.mrcs, optimiser.star and sampling.star belonging to a model.star."""
     m = Path(model_star)
     stem = m.name[: -len("_model.star")]
     return {
@@ -224,6 +224,7 @@ def class2d_iteration_files(model_star: str | Path) -> dict:
         "data": m.with_name(f"{stem}_data.star"),
         "classes": m.with_name(f"{stem}_classes.mrcs"),
         "optimiser": m.with_name(f"{stem}_optimiser.star"),
+        "sampling": m.with_name(f"{stem}_sampling.star"),
     }
 
 
@@ -231,9 +232,11 @@ def last_finished_iteration(job_dir: str | Path) -> dict:
     """Find the last finished iteration of a Class2D job folder.
 
     An iteration counts as finished when its model.star, data.star and classes.mrcs all
-    exist, the model lists as many classes as the stack holds, and, for engines that
-    write one (RELION writes it last), its optimiser.star exists. A killed run's
-    half-written last iteration is therefore skipped.
+    exist, the model lists as many classes as the stack holds, and its optimiser.star and
+    sampling.star exist where the job writes them. RELION 3.1 writes an iteration in the
+    order optimiser, model (with the classes), data, sampling, and ``--continue`` needs
+    all of them; the builtin engine writes no sampling file and its optimiser.star last.
+    A killed run's half-written last iteration is therefore skipped.
 
     Returns
     -------
@@ -250,13 +253,11 @@ def last_finished_iteration(job_dir: str | Path) -> dict:
             found.append((int(m["it"]), f))
     if not found:
         raise InputError(job, "no run_itNNN_model.star in this folder (not a Class2D job?)")
-    writes_optimiser = any(job.glob("*_optimiser.star"))
+    written = [k for k in ("optimiser", "sampling") if any(job.glob(f"*_{k}.star"))]
     problems = []
     for it, model in sorted(found, reverse=True):
         files = class2d_iteration_files(model)
-        missing = [k for k in ("data", "classes") if not files[k].exists()]
-        if writes_optimiser and not files["optimiser"].exists():
-            missing.append("optimiser")
+        missing = [k for k in ("data", "classes", *written) if not files[k].exists()]
         if missing:
             problems.append(f"iteration {it} lacks {', '.join(missing)}")
             continue
