@@ -80,6 +80,22 @@ def test_classify2d_with_real_relion(views_dataset, tmp_path):
 
 
 @needs_relion
+def test_run_killed_before_its_first_sampling_file_starts_again(views_dataset, tmp_path):
+    # Iteration 0 has no sampling.star, and --continue cannot do without one: with none written
+    # yet the rerun starts over (same seed) instead of failing on every retry.
+    job = tmp_path / "Class2D"
+    engine = get_engine("relion", threads=2)
+    first = read_class_averages(engine.classify2d(views_dataset.particles_star, job, iterations=1, **CLASS2D).job_dir)
+    (job / "run_it001_sampling.star").unlink()
+    (job / "RELION_JOB_EXIT_SUCCESS").unlink()
+    again = engine.classify2d(views_dataset.particles_star, job, iterations=1, **CLASS2D)
+    assert again.iteration == 1 and job_status(job) == "success"
+    commands = [line for line in (job / "run.log").read_text().splitlines() if line.startswith("$ ")]
+    assert len(commands) == 2 and not any("--continue" in c for c in commands)
+    np.testing.assert_allclose(read_class_averages(job).images, first.images, atol=1e-6)
+
+
+@needs_relion
 def test_killed_run_is_not_finished_and_resumes(views_dataset, tmp_path):
     job = tmp_path / "Class2D"
     code = (f"from cryosift.engines import get_engine\n"

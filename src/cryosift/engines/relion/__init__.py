@@ -2,8 +2,9 @@
 
 Outputs stay in RELION's own layout and are read back through :mod:`cryosift.io`
 (the last finished iteration, never a partial one). A rerun in the same folder resumes:
-a finished job is returned as it is, an interrupted one continues from its last
-``run_itNNN_optimiser.star``.
+a finished job is returned as it is, an interrupted one continues from the
+``run_itNNN_optimiser.star`` of its last iteration whose files are all written
+(sampling.star, RELION's last), or starts again when there is none.
 """
 
 from __future__ import annotations
@@ -115,12 +116,18 @@ class RelionEngine(EngineBase):
                              extra={"relion": self.relion.describe(), "params": asdict(params)})
 
     def _resumable(self, job: Path) -> Path | None:
-        """The last optimiser.star of an interrupted run (RELION can continue from it)."""
+        """The last optimiser.star of an interrupted run that RELION can continue from, or None.
+
+        ``--continue`` reads the iteration's sampling.star too, which RELION writes last and
+        not at all for iteration 0; without it the run starts again (same seed, same result).
+        """
         try:
             found = last_finished_iteration(job)
         except InputError:
             return None
-        return found["optimiser"] if found["optimiser"].exists() else None
+        if found["optimiser"].exists() and found["sampling"].exists():
+            return found["optimiser"]
+        return None
 
     def _continue_command(self, optimiser: Path, job: Path, iterations: int) -> list[str]:
         log.info("continuing %s from %s", job, optimiser.name)
