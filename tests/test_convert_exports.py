@@ -18,7 +18,7 @@ from cryosparc.dataset import CSDAT_FORMAT, Dataset
 from cryosift.cli import main
 from cryosift.errors import InputError
 from cryosift.io import convert
-from cryosift.io.convert import cs_to_star, dataset_from_particles, read_particles_cs, star_to_cs
+from cryosift.io.convert import cs_to_star, read_particles_cs, star_to_cs
 from cryosift.io.cs import read_cs, write_cs
 from cryosift.io.info import summarize
 from cryosift.io.mrc import write_stack
@@ -258,11 +258,13 @@ def test_info_shows_exported_paths_and_coordinates(tmp_path, capsys):
     assert info["image_path"] == ">" + STACK and info["stacks"] == 1 and info["micrographs"] == 1
     assert info["micrograph_shape"] == [(HEIGHT, WIDTH)]
     assert info["coordinates"] == {"x": [1.0, 2880.0], "y": [4.0, 3686.0]}  # RELION px, as converted
+    assert info["shift_pixel_size"] == {"alignments2D": [2.2], "alignments3D": [2.2]}
     assert main(["info", str(folder / "J9_particles_exported.cs")]) == 0
     out = capsys.readouterr().out
     assert f"first >{STACK} (exported by cryoSPARC" in out
     assert "micrographs    1, 4096 x 5760 px (height x width)" in out
     assert "coordinates    X 1..2880 px, Y 4..3686 px" in out
+    assert "shifts         alignments3D: px of 2.2 Å/px" in out
     # the converted STAR file shows the same locations, without the marker
     cs_to_star(folder / "J9_particles_exported.cs", folder / "p.star")
     assert main(["info", "--json", str(folder / "p.star")]) == 0

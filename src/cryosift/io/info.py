@@ -25,8 +25,9 @@ def summarize(path: str | Path, check_images: bool = False) -> dict:
         ``blocks`` (STAR: name -> rows and columns), ``fields`` (.cs: name -> dtype).
         Particle files add ``stacks`` (distinct image stacks), ``image_path`` (the first,
         as stored), ``exported`` (.cs: paths carry cryoSPARC's ``>``), ``micrographs``,
-        ``micrograph_shape`` ((height, width) px, .cs) and ``coordinates`` (RELION px, Y
-        from the top edge: ``x`` and ``y`` as [min, max]).
+        ``micrograph_shape`` ((height, width) px, .cs), ``shift_pixel_size`` (.cs: Å/px of
+        the pixels each alignment's shifts are in) and ``coordinates`` (RELION px, Y from
+        the top edge: ``x`` and ``y`` as [min, max]).
 
     Parameters
     ----------
@@ -108,6 +109,10 @@ def _summarize_cs(p: Path) -> dict:
         paths = ds["blob/path"]
         out.update(stacks=len(pd.unique(strip_export_mark(paths))), image_path=str(paths[0]),
                    exported=is_exported(paths))
+        psizes = {prefix: sorted(set(np.round(ds[f"{prefix}/psize_A"].astype(float), 6)))
+                  for prefix in ("alignments2D", "alignments3D") if f"{prefix}/psize_A" in fields}
+        if psizes:
+            out["shift_pixel_size"] = psizes
         if "location/micrograph_path" in fields:
             out["micrographs"] = len(pd.unique(strip_export_mark(ds["location/micrograph_path"])))
         if "location/micrograph_shape" in fields:
@@ -142,6 +147,8 @@ def format_summary(info: dict) -> str:
     if "micrographs" in info:
         shapes = "; ".join(f"{h} x {w}" for h, w in info.get("micrograph_shape", []))
         lines.append(f"  {'micrographs':<15}{info['micrographs']}" + (f", {shapes} px (height x width)" if shapes else ""))
+    for prefix, sizes in info.get("shift_pixel_size", {}).items():
+        lines.append(f"  {'shifts':<15}{prefix}: px of {', '.join(f'{v:g}' for v in sizes)} Å/px")
     if "coordinates" in info:
         c = info["coordinates"]
         lines.append(f"  {'coordinates':<15}X {c['x'][0]:g}..{c['x'][1]:g} px, Y {c['y'][0]:g}..{c['y'][1]:g} px "
