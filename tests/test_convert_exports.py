@@ -251,6 +251,62 @@ def test_relion_reads_the_images_of_a_converted_export(tmp_path):
     assert bad.returncode != 0 or " : (x,y,z,n)" not in bad.stdout
 
 
+MICS_STAR = """# version 30001
+
+data_optics
+
+loop_
+_rlnOpticsGroup
+_rlnOpticsGroupName
+_rlnMicrographPixelSize
+_rlnVoltage
+_rlnSphericalAberration
+_rlnAmplitudeContrast
+1 opticsGroup1 2.0 300 2.7 0.1
+
+# version 30001
+
+data_micrographs
+
+loop_
+_rlnMicrographName
+_rlnOpticsGroup
+_rlnDefocusU
+_rlnDefocusV
+_rlnDefocusAngle
+Micrographs/m1.mrc 1 10000 10000 0
+"""
+
+
+@pytest.mark.skipif(shutil.which("relion_preprocess") is None, reason="RELION is not installed")
+def test_relion_reextracts_the_particle_at_the_converted_coordinates(tmp_path):
+    # A 64 x 96 px micrograph (height x width) with a 5 x 5 px particle centred on stored row 10,
+    # column 30. cryoSPARC names that centre x_frac = 30/96 and y_frac = 1 - 10/64 (Y from the
+    # bottom edge); RELION must cut the box around row 10, column 30 (Y from the top).
+    (tmp_path / "Micrographs").mkdir()
+    image = np.zeros((64, 96), np.float32)
+    image[8:13, 28:33] = 10.0
+    with mrcfile.new(tmp_path / "Micrographs/m1.mrc") as mrc:
+        mrc.set_data(image)
+        mrc.voxel_size = 2.0
+    ds = _exported_refinement().take([0])
+    ds["location/micrograph_path"] = np.array([">Micrographs/m1.mrc"], dtype=object)
+    ds["location/micrograph_shape"] = [64, 96]
+    ds["location/center_x_frac"], ds["location/center_y_frac"] = 30 / 96, 1 - 10 / 64
+    ds["blob/psize_A"], ds["blob/shape"] = 2.0, 16
+    write_cs(tmp_path / "p.cs", ds)
+    cs_to_star(tmp_path / "p.cs", tmp_path / "p.star")
+    (tmp_path / "mics.star").write_text(MICS_STAR)
+    proc = subprocess.run(["relion_preprocess", "--i", "mics.star", "--reextract_data_star", "p.star",
+                           "--part_star", "out.star", "--part_dir", "Extract/", "--extract", "--extract_size", "16"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    box = mrcfile.read(tmp_path / "Extract/Micrographs/m1.mrcs").reshape(16, 16)
+    rows, cols = np.nonzero(box > 5)
+    assert rows.tolist() == [6] * 5 + [7] * 5 + [8] * 5 + [9] * 5 + [10] * 5  # centred on row 8 = box / 2
+    assert sorted(set(cols.tolist())) == [6, 7, 8, 9, 10]
+
+
 def test_info_shows_exported_paths_and_coordinates(tmp_path, capsys):
     folder = _export_folder(tmp_path)
     info = summarize(folder / "J9_particles_exported.cs", check_images=True)
