@@ -198,6 +198,14 @@ def test_star_coordinates_to_cs_by_hand_and_back(tmp_path):
     assert b["rlnCoordinateX"].tolist() == [0, 2880, 5760] and b["rlnCoordinateY"].tolist() == [0, 1024, 4096]
 
 
+def test_star2cs_refuses_an_empty_micrograph_shape(tmp_path):
+    write_cs(tmp_path / "e.cs", _exported_refinement())
+    cs_to_star(tmp_path / "e.cs", tmp_path / "p.star")
+    with pytest.raises(InputError, match=r"p\.star: micrograph shape \[0, 5760\] is not a \(height, width\) in px"):
+        star_to_cs(tmp_path / "p.star", tmp_path / "x.cs", micrograph_shape=(0, 5760))
+    assert not (tmp_path / "x.cs").exists()
+
+
 def test_star2cs_reads_micrograph_shapes_from_the_micrographs(tmp_path):
     # two micrographs of different sizes, 60 x 80 and 40 x 100 px (height x width)
     (tmp_path / "MotionCorr").mkdir()

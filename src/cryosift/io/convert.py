@@ -257,6 +257,9 @@ def dataset_from_particles(pset: ParticleSet, double: bool = False, alignments: 
         ds["location/micrograph_path"] = add_export_mark(mics) if exported else strip_export_mark(mics)
     if "location/micrograph_shape" in ds.fields():
         shape = np.broadcast_to(np.asarray(micrograph_shape, dtype=np.int64).reshape(-1, 2), (n, 2))
+        if n and shape.min() <= 0:
+            raise InputError(pset.source, f"micrograph shape {shape[np.argmin(shape.min(axis=1))].tolist()} "
+                                          "is not a (height, width) in px")
         ds["location/micrograph_shape"] = shape
         ds["location/center_x_frac"], ds["location/center_y_frac"] = coordinates_to_cryosparc(
             df["rlnCoordinateX"].to_numpy(np.float64), df["rlnCoordinateY"].to_numpy(np.float64), shape)
