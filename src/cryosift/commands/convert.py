@@ -1,5 +1,9 @@
 """Convert particles between cryoSPARC .cs and RELION STAR (pyem csparc2star conventions).
 
+cs2star removes the '>' of exported paths, counts Y from the top edge (RELION) instead of
+the bottom (cryoSPARC) and turns shifts into Å with the alignments' pixel size; star2cs
+inverts each (see cryosift.io.convert).
+
 Examples::
 
     cryosift convert cs2star J12/J12_020_particles.cs particles.star
@@ -26,8 +30,12 @@ def add_args(parser):
                         help="star2cs: alignment fields to write (default: %(default)s)")
     parser.add_argument("--double", action="store_true",
                         help="star2cs: keep float64 (exact round trips) instead of cryoSPARC's float32")
-    parser.add_argument("--micrograph-shape", type=int, nargs=2, metavar=("Y", "X"),
-                        help="star2cs: micrograph size in px, to write location/* from coordinates")
+    parser.add_argument("--micrograph-shape", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                        help="star2cs: micrograph size in px, to write location/* from coordinates "
+                             "(default: read from the micrographs when they are at hand)")
+    parser.add_argument("--exported", action="store_true",
+                        help="star2cs: start paths with '>' like a cryoSPARC export (for a file placed in an "
+                             "export folder beside its stacks); default: plain project-relative paths")
     parser.add_argument("--pixel-size", type=float, help="star2cs: Å/px for RELION 3.0 files that lack it")
 
 
@@ -39,5 +47,5 @@ def main(args):
     else:
         result = star_to_cs(args.input, args.output, double=args.double, alignments=args.alignments,
                             micrograph_shape=tuple(args.micrograph_shape) if args.micrograph_shape else None,
-                            pixel_size=args.pixel_size)
+                            pixel_size=args.pixel_size, exported=args.exported)
     log.info("%d particles written to %s in %.1f s", len(result), args.output, time.perf_counter() - t0)
