@@ -144,7 +144,7 @@ def test_micelle_density_and_shape():
     assert get_entry("4V1W").membrane is False
 
 
-def test_micelle_map_on_a_given_belt_is_deterministic():
+def test_micelle_is_deterministic():
     st = load_true_structure_for("5GJV", 96, 4.0)
     a = micelle_map(st, 96, 4.0, 8.0)
     b = micelle_map(st, 96, 4.0, 8.0)
