@@ -199,6 +199,12 @@ def test_cli_accepts_a_shipped_structure(tmp_path, capsys):
     rc = cli_main(["simulate", str(tmp_path / "bad"), "--preset", "tiny", "--structure", "pdb:9ZZZ"])
     assert rc == 2
     assert "no structure '9ZZZ'" in capsys.readouterr().err
+    assert cli_main(["simulate", "--preset", "tiny", "--structure", "pdb:5GJV", "--no-micelle",
+                     "--print-config"]) in (0, None)
+    assert "micelle: false" in capsys.readouterr().out
+    assert cli_main(["simulate", "--list-structures"]) in (0, None)
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 1 + len(list_structures()) and rows[1].startswith("pdb:1S3X\tC1\t41.9\tno")
 
 
 def test_default_settings_are_unchanged():
