@@ -212,3 +212,27 @@ def test_default_settings_are_unchanged():
     d = preset("tiny").to_dict()
     assert "micelle" not in d
     assert SimulationSpec.from_dict(d).to_dict() == d
+
+
+@pytest.mark.parametrize("pdb_id", ["2CG9", "3CF3", "1BXN"])
+def test_assembly_copies_do_not_overlap(pdb_id):
+    """Copies made by the assembly's operators pack side by side: no two CA atoms of different chains within 2.5 Å."""
+    from scipy.spatial import cKDTree
+
+    st = load_structure(pdb_id)
+    xyz, chain = [], []
+    for i, ch in enumerate(st[0]):
+        for res in ch:
+            atom = res.find_atom("CA", "*")
+            if atom is not None:
+                xyz.append(atom.pos.tolist())
+                chain.append(i)
+    chain = np.array(chain)
+    pairs = cKDTree(np.array(xyz)).query_pairs(2.5, output_type="ndarray")
+    assert len(pairs) == 0 or not np.any(chain[pairs[:, 0]] != chain[pairs[:, 1]])
+    # and they touch: every chain has a neighbour within 8 Å
+    tree = cKDTree(np.array(xyz))
+    for i in range(len(st[0])):
+        mine = np.array(xyz)[chain == i]
+        near = tree.query_ball_point(mine, 8.0)
+        assert any(chain[j] != i for js in near for j in js)
