@@ -204,7 +204,7 @@ def test_cli_accepts_a_shipped_structure(tmp_path, capsys):
     assert "micelle: false" in capsys.readouterr().out
     assert cli_main(["simulate", "--list-structures"]) in (0, None)
     rows = capsys.readouterr().out.splitlines()
-    assert len(rows) == 1 + len(list_structures()) and rows[1].startswith("pdb:1S3X\tC1\t41.9\tno")
+    assert len(rows) == 1 + len(list_structures()) and rows[1].startswith("pdb:4PGR\tC1\t23.1\tyes")
 
 
 def test_default_settings_are_unchanged():
@@ -236,3 +236,21 @@ def test_assembly_copies_do_not_overlap(pdb_id):
         mine = np.array(xyz)[chain == i]
         near = tree.query_ball_point(mine, 8.0)
         assert any(chain[j] != i for js in near for j in js)
+
+
+@pytest.mark.parametrize("pdb_id", ["4PGR", "6MSM", "5GJV"])
+def test_transmembrane_helices_cross_the_belt(pdb_id):
+    """Helices inside the belt run across it (transmembrane helices tilt 0-35° from the normal)."""
+    st = load_structure(pdb_id)
+    belt = find_membrane_belt(st)
+    cosines = []
+    for ch in st[0]:
+        ca = np.array([a.pos.tolist() for a in (res.find_atom("CA", "*") for res in ch) if a is not None])
+        for i in range(len(ca) - 4):
+            d = ca[i + 4] - ca[i]
+            n = np.linalg.norm(d)
+            # an alpha helix puts CA(i+4) 6.2 Å from CA(i); strands and loops farther
+            if 5.0 < n < 7.0 and abs((ca[i] - belt.centre_A) @ belt.normal) < 12.0:
+                cosines.append(abs(d @ belt.normal) / n)
+    assert len(cosines) > 40
+    assert np.median(cosines) > np.cos(np.radians(35))
