@@ -7,6 +7,8 @@ Examples::
     cryosift simulate sim/demo --preset demo
     cryosift simulate sim/mine --config sim.yaml --n-particles 20000 --seed 3
     cryosift simulate sim/apo --structure apo.cif --box 160 --pixel-size 1.2 --snr 0.03 --junk partial=0.1
+    cryosift simulate sim/cftr --structure pdb:6MSM --box 128 --pixel-size 1.5
+    cryosift simulate --list-structures
     cryosift simulate --preset tiny --print-config > tiny.yaml
 """
 
@@ -18,6 +20,7 @@ import time
 from cryosift.device import set_threads
 from cryosift.errors import InputError
 from cryosift.simulate import JUNK_TYPES, PRESETS, simulate_dataset
+from cryosift.simulate.atomic_models import list_structures
 from cryosift.simulate.presets import resolve_spec
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,11 @@ def add_args(parser):
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from named settings")
     parser.add_argument("--config", help="YAML settings file (overrides the preset)")
     g = parser.add_argument_group("structure")
-    g.add_argument("--structure", help='"pseudo" (default) or a PDB/mmCIF model')
+    g.add_argument("--structure", help='"pseudo" (default), "pdb:ID" (a shipped real structure: '
+                                       '--list-structures) or a PDB/mmCIF model')
+    g.add_argument("--micelle", action=argparse.BooleanOptionalAction, default=None,
+                   help="detergent micelle around a pdb:ID structure (default: membrane proteins only)")
+    g.add_argument("--list-structures", action="store_true", help="list the shipped real structures and stop")
     g.add_argument("--mass-kda", type=float, help="pseudo-protein mass, kDa")
     g.add_argument("--shape", choices=["globular", "elongated", "multidomain"], help="pseudo-protein shape")
     g.add_argument("--symmetry", help="point group, e.g. C1, C4, D2")
@@ -78,10 +85,19 @@ def add_args(parser):
 _FLAGS = ("structure", "mass_kda", "shape", "symmetry", "map_resolution", "box", "pixel_size", "n_particles", "snr",
           "orientations", "n_views", "preferred_direction", "preferred_strength", "shift_sd_A", "binned_box",
           "voltage", "spherical_aberration", "amplitude_contrast", "defocus_range", "astigmatism",
-          "phase_shift_range", "bfactor_range", "particles_per_micrograph", "seed", "name")
+          "phase_shift_range", "bfactor_range", "particles_per_micrograph", "seed", "name", "micelle")
+
+
+def _print_structures() -> None:
+    sys.stdout.write("id\tpoint group\tmass (kDa)\tmembrane\tmolecule\n")
+    for e in list_structures():
+        sys.stdout.write(f"pdb:{e.id}\t{e.symmetry}\t{e.mass_kda:.1f}\t{'yes' if e.membrane else 'no'}\t{e.name}\n")
 
 
 def main(args):
+    if args.list_structures:
+        _print_structures()
+        return 0
     overrides = {k: getattr(args, k) for k in _FLAGS}
     junk = {k: 0.0 for k in JUNK_TYPES} if args.no_junk else {}
     junk.update(dict(args.junk or []))

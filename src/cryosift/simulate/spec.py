@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from cryosift.errors import InputError, require_file
+from cryosift.simulate.atomic_models import get_entry, is_atomic
 from cryosift.simulate.orientations import MODES
 from cryosift.simulate.pseudoprotein import SHAPES, parse_symmetry
 
@@ -27,7 +28,8 @@ class SimulationSpec:
     name : str
         Dataset name (written to dataset.json).
     structure : str
-        ``"pseudo"`` for a generated pseudo-protein, or a PDB/mmCIF path.
+        ``"pseudo"`` for a generated pseudo-protein, ``"pdb:ID"`` for an entry of the shipped
+        set of real structures (:mod:`cryosift.simulate.atomic_models`), or a PDB/mmCIF path.
     mass_kda, shape, symmetry :
         Pseudo-protein mass (whole particle, kDa), shape (globular, elongated,
         multidomain) and point group (C1, Cn, Dn).
@@ -68,6 +70,10 @@ class SimulationSpec:
         Also write a Fourier-binned copy of the stack at this box.
     seed : int
         Seed of every random step.
+    micelle : bool or None
+        Detergent micelle around a ``pdb:`` entry: None (default) for the entry's membrane
+        proteins only, True or False to force it. Left out of :meth:`to_dict` when None, so
+        settings written before it existed stay the same.
     """
 
     name: str = "simulated"
@@ -97,6 +103,7 @@ class SimulationSpec:
     junk: dict = field(default_factory=dict)
     binned_box: int | None = None
     seed: int = 0
+    micelle: bool | None = None
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -140,6 +147,8 @@ class SimulationSpec:
         for key in _PAIRS:
             out[key] = list(out[key])
         out["junk"] = {k: float(v) for k, v in self.junk.items()}
+        if out["micelle"] is None:
+            del out["micelle"]
         return out
 
     def to_yaml(self) -> str:
@@ -166,6 +175,15 @@ class SimulationSpec:
             parse_symmetry(self.symmetry)
         except ValueError as exc:
             bad(str(exc))
+        if is_atomic(self.structure):
+            try:
+                get_entry(self.structure)
+            except InputError as exc:
+                bad(exc.problem)
+        if self.micelle is not None and not isinstance(self.micelle, bool):
+            bad(f"micelle must be true, false or empty, not {self.micelle!r}")
+        if self.micelle and not is_atomic(self.structure):
+            bad("micelle needs a structure from the shipped set (structure: pdb:ID)")
         if self.shape not in SHAPES:
             bad(f"shape must be one of {', '.join(SHAPES)}, not {self.shape!r}")
         if self.orientations not in MODES:
@@ -230,7 +248,7 @@ def read_settings(path: str | Path) -> dict:
     unknown = sorted(set(values) - set(SimulationSpec.field_names()))
     if unknown:
         raise InputError(p, f"unknown setting(s) {', '.join(unknown)} (known: {', '.join(SimulationSpec.field_names())})")
-    if values.get("structure", "pseudo") != "pseudo":
+    if values.get("structure", "pseudo") != "pseudo" and not is_atomic(values["structure"]):
         s = Path(str(values["structure"]))
         values["structure"] = str(s if s.is_absolute() else (p.parent / s))
     return values

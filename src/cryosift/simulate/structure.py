@@ -13,6 +13,7 @@ from scipy.cluster.vq import kmeans2
 from cryosift.density import centring_origin, model_coordinates, model_map, read_model
 from cryosift.errors import InputError
 from cryosift.io.atomic import atomic_path
+from cryosift.simulate.atomic_models import get_entry, is_atomic, load_structure, micelle_for, micelle_map
 from cryosift.simulate.pseudoprotein import build_pseudoprotein
 from cryosift.simulate.residues import WATER_MASS
 
@@ -39,11 +40,14 @@ class TrueStructure:
     mass_kda : float
         Model mass, kDa.
     symmetry : str
-        Point group of the model ("C1" for user models).
+        Point group of the model ("C1" for user models; the manifest's for ``pdb:`` entries).
     residue_groups : np.ndarray
         Domain (or chain, or spatial cluster) number of every residue, int64.
     group_names : list of str
         Name of each group, used to label partial particles.
+    micelle : np.ndarray or None
+        The detergent micelle's part of ``volume`` (float32, same shape), for membrane
+        proteins of the shipped set; None otherwise. Partial particles keep it.
     """
 
     structure: gemmi.Structure
@@ -55,6 +59,7 @@ class TrueStructure:
     symmetry: str
     residue_groups: np.ndarray
     group_names: list = field(default_factory=list)
+    micelle: np.ndarray | None = None
 
     @property
     def box(self) -> int:
@@ -121,6 +126,11 @@ def load_true_structure(spec, source: str | Path | None = None) -> TrueStructure
         except ValueError as exc:
             raise InputError(source, str(exc)) from None
         st, groups, names, mass, symmetry = pp.structure, pp.residue_domains, pp.domain_names, pp.mass_kda, pp.symmetry
+    elif is_atomic(spec.structure):
+        entry = get_entry(spec.structure, source)
+        st = load_structure(entry)
+        groups, names = _user_groups(st, spec.seed)
+        mass, symmetry = model_mass_kda(st), entry.symmetry
     else:
         st = read_model(spec.structure)
         st.remove_ligands_and_waters()
@@ -136,6 +146,13 @@ def load_true_structure(spec, source: str | Path | None = None) -> TrueStructure
     xyz = model_coordinates(st)
     centre = (spec.box // 2) * spec.pixel_size
     diameter = float(2.0 * np.max(np.linalg.norm(xyz - centre, axis=1)) + 4.0)
+    resolution = max(spec.map_resolution or 0.0, 2.0 * spec.pixel_size)
+    micelle_spec = micelle_for(entry, spec.micelle) if is_atomic(spec.structure) else None
+    micelle = None
+    if micelle_spec is not None:
+        micelle = micelle_map(st, spec.box, spec.pixel_size, resolution, micelle_spec)
+        # the micelle is part of the particle: it must fit the box too
+        diameter = max(diameter, _support_diameter_A(micelle, spec.pixel_size))
     if diameter > edge:
         where = source if source is not None else (None if spec.structure == "pseudo" else spec.structure)
         raise InputError(where, f"particle diameter {diameter:.0f} Å exceeds the box ({spec.box} px x "
@@ -143,9 +160,19 @@ def load_true_structure(spec, source: str | Path | None = None) -> TrueStructure
     if diameter > 0.85 * edge:
         log.warning("particle diameter %.0f Å fills %.0f%% of the box; CTF fringes will be cut",
                     diameter, 100 * diameter / edge)
-    resolution = max(spec.map_resolution or 0.0, 2.0 * spec.pixel_size)
     volume = model_map(st, spec.box, spec.pixel_size, resolution=resolution)
-    return TrueStructure(st, volume, spec.pixel_size, resolution, diameter, mass, symmetry, groups, names)
+    if micelle is not None:
+        volume = volume + micelle
+    return TrueStructure(st, volume, spec.pixel_size, resolution, diameter, mass, symmetry, groups, names, micelle)
+
+
+def _support_diameter_A(volume: np.ndarray, pixel_size: float, fraction: float = 0.05) -> float:
+    """Twice the largest distance from the box centre of a voxel above ``fraction`` of the map's maximum, Å."""
+    box = volume.shape[-1]
+    idx = np.argwhere(volume > fraction * float(volume.max()))
+    if len(idx) == 0:
+        return 0.0
+    return float(2.0 * np.max(np.linalg.norm(idx - box // 2, axis=1)) * pixel_size)
 
 
 def partial_volumes(truth: TrueStructure, n_variants: int, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
@@ -164,6 +191,8 @@ def partial_volumes(truth: TrueStructure, n_variants: int, rng: np.random.Genera
     for g in sorted(int(c) for c in chosen):
         st = without_group(truth.structure, truth.residue_groups, g)
         vol = model_map(st, truth.box, truth.pixel_size, resolution=truth.resolution)
+        if truth.micelle is not None:
+            vol = vol + truth.micelle
         out.append((f"without {truth.group_names[g]}", vol))
     return out
 
