@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/score_real.py [FOLDER ...] [--model default] [--model B.pt] [--model git:REV]
                                     [--peer git:a0046ee] [--resolution 10] [--pixel-size SET=APIX]
-                                    [--cutoff 3.5] [--threads 1] [--csv per_class.csv]
+                                    [--cutoff 3.5] [--threads 1] [--without-empty-rule] [--csv per_class.csv]
 
 FOLDER (default: ``../shared/realdata`` beside the repository) is searched recursively for real
 sets: ``NAME_classes.mrcs`` with ``NAME_grades.csv`` beside it, one row per class in stack order:
@@ -30,7 +30,10 @@ Printed per set and scorer: classes, Spearman(score, grade), AUC of grade >= 4 a
 (1 = every bad class scores worse than every other), classes graded <= 2.5 kept at the cutoff
 (score <= 3.5) and graded >= 4 kept, the score range, and the mean score of the good (<= 2.5)
 and bad (>= 4) classes; RELION's class ranker where ``ranker_kept`` exists (its kept/not-kept
-decision: its AUC counts a dropped bad class above a kept one, ties half).
+decision: its AUC counts a dropped bad class above a kept one, ties half), and which
+out-of-domain criteria (``cryosift.scoring.domain``) the job's scores meet. Scores follow the
+library's rule that a class with no particles scores no better than 5.0 (distribution 0 here;
+``cryosift.scoring.empty``); ``--without-empty-rule`` scores such classes as the network does.
 """
 
 import argparse
@@ -52,7 +55,7 @@ from scipy.stats import spearmanr
 
 from cryosift.errors import InputError
 from cryosift.io import read_stack
-from cryosift.scoring import load_classes, score_classes
+from cryosift.scoring import decode, load_classes, score_classes
 from cryosift.scoring.domain import check_scores_domain
 from cryosift.scoring.job import resolve_model
 from cryosift.scoring.training.evaluate import roc_auc
@@ -124,13 +127,21 @@ def model_checkpoint(spec: str, workdir: Path) -> str:
     return str(out)
 
 
-def score_set(real: RealSet, model, resolution: float, workdir: Path) -> np.ndarray:
-    """Scores of one set's classes, in stack order, through the plain-stack path of ``cryosift score``."""
+def score_set(real: RealSet, model, resolution: float, workdir: Path, empty_rule: bool = True) -> pd.DataFrame:
+    """Score table of one set's classes, in stack order, through the plain-stack path of ``cryosift score``.
+
+    Without ``empty_rule`` the ``score`` column is the decoded network output, as before classes
+    with no particles were held to 5.0 (:mod:`cryosift.scoring.empty`).
+    """
     features = workdir / f"{real.name.replace('/', '_')}_features.csv"
     pd.DataFrame({"class": real.grades["class"], "distribution": real.grades["distribution"],
                   "resolution_A": resolution}).to_csv(features, index=False)
     classes = load_classes(real.stack, features=features, pixel_size=real.pixel_size)
-    return score_classes(classes, model)["score"].to_numpy(np.float64)
+    table = score_classes(classes, model)
+    if not empty_rule:
+        table["score"] = decode(table["network_output"].to_numpy(), model.config.decode,
+                                table["resolution_A"].to_numpy(), model.config.features.resolution_fill)
+    return table
 
 
 def metrics(score: np.ndarray, grade: np.ndarray, cutoff: float) -> dict:
@@ -176,6 +187,8 @@ def main(argv=None):
                     help="Å/px of a set (default: grades CSV pixel_size_A, else the MRC header)")
     ap.add_argument("--cutoff", type=float, default=3.5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--without-empty-rule", action="store_true",
+                    help="score classes with no particles as the network does (before the empty-class rule)")
     ap.add_argument("--csv", help="write the per-class scores of every model here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -199,20 +212,24 @@ def main(argv=None):
         for real in sets:
             grade = real.grades["grade"].to_numpy(np.float64)
             for spec, model in models.items():
-                score = score_set(real, model, args.resolution, work)
-                role = "peer" if spec in peers and spec not in specs else "model"
-                warnings = check_scores_domain(score, cutoff=args.cutoff)
-                rows.append({"set": real.name, "scorer": spec, "role": role, **metrics(score, grade, args.cutoff),
-                             "out_of_domain": "yes" if warnings else "no"})
+                table = score_set(real, model, args.resolution, work, not args.without_empty_rule)
+                score = table["score"].to_numpy(np.float64)
+                peer = spec in peers and spec not in specs
+                warnings = check_scores_domain(score, table["distribution"], None if args.without_empty_rule
+                                               else table["empty"], cutoff=args.cutoff)
+                rows.append({"set": real.name, "scorer": f"{spec} (peer)" if peer else spec,
+                             **metrics(score, grade, args.cutoff),
+                             "out_of_domain": ", ".join(w.code for w in warnings) or "no"})
                 per_class.append(pd.DataFrame({"set": real.name, "model": spec, "class": real.grades["class"],
                                                "distribution": real.grades["distribution"], "grade": grade,
                                                "score": score}))
             if "ranker_kept" in real.grades:
                 kept = real.grades["ranker_kept"].to_numpy(np.int64) == 1
-                rows.append({"set": real.name, "scorer": "RELION class ranker", "role": "peer",
+                rows.append({"set": real.name, "scorer": "RELION class ranker (peer)",
                              **ranker_metrics(kept, grade), "out_of_domain": "–"})
     print(f"# real class averages: {len(sets)} sets, resolution {args.resolution:g} Å for all classes, "
-          f"cutoff {args.cutoff:g}; good = graded <= {GOOD_GRADE:g}, bad = graded >= {BAD_GRADE:g}")
+          f"cutoff {args.cutoff:g}; good = graded <= {GOOD_GRADE:g}, bad = graded >= {BAD_GRADE:g}; "
+          f"empty-class rule {'off' if args.without_empty_rule else 'on'}")
     for real in sets:
         print(f"#   {real.name}: {real.stack} ({len(real.grades)} classes, {real.pixel_size:.4g} Å/px)")
     head = ["set", "scorer", "classes", f"Spearman(score, grade)", "AUC bad vs rest",
