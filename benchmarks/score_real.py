@@ -216,7 +216,7 @@ def main(argv=None):
                 score = table["score"].to_numpy(np.float64)
                 peer = spec in peers and spec not in specs
                 warnings = check_scores_domain(score, table["distribution"], None if args.without_empty_rule
-                                               else table["empty"], cutoff=args.cutoff)
+                                               else table["empty_class"], cutoff=args.cutoff)
                 rows.append({"set": real.name, "scorer": f"{spec} (peer)" if peer else spec,
                              **metrics(score, grade, args.cutoff),
                              "out_of_domain": ", ".join(w.code for w in warnings) or "no"})
@@ -240,7 +240,7 @@ def main(argv=None):
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
-        print("| " + " | ".join(fmt(r[k]) for k in keys) + " |")
+        print("| " + " | ".join(fmt(r[k], 3 if k == "auc" else 2) for k in keys) + " |")
     if args.csv:
         pd.concat(per_class, ignore_index=True).to_csv(args.csv, index=False, float_format="%.6g")
     print(f"# {time.perf_counter() - t0:.0f} s", file=sys.stderr)

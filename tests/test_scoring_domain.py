@@ -99,7 +99,7 @@ def test_score_cli_writes_one_warning_line_to_stderr_on_a_job_the_model_finds_no
     assert run.returncode == 0, run.stderr
     table = pd.read_csv(out / "scores.csv")
     assert (table["score"] > 3.5).all()
-    assert table["empty"].tolist() == [i == 5 for i in range(12)] and table["score"][5] >= EMPTY_SCORE
+    assert table["empty_class"].tolist() == [i == 5 for i in range(12)] and table["score"][5] >= EMPTY_SCORE
     lines = [x for x in run.stderr.splitlines() if "out of domain" in x]
     assert len(lines) == 1
     assert "no class scores at or below 3.5" in lines[0] and f"the gallery {out / 'scores.png'}" in lines[0]
@@ -127,12 +127,12 @@ def test_an_empty_class_never_scores_better_than_five_however_good_its_image_loo
     t = score_classes(classes, ScoringModel(SureNetwork(), ModelConfig()))
     np.testing.assert_allclose(t["network_output"], 0.8, atol=1e-6)
     np.testing.assert_allclose(t["score"], [1.0, 1.0, EMPTY_SCORE, EMPTY_SCORE], atol=1e-6)
-    assert t["empty"].tolist() == [False, False, True, True]
+    assert t["empty_class"].tolist() == [False, False, True, True]
     np.testing.assert_allclose(t["class_score"], [1.0, 1.0, 0.0, 0.0], atol=1e-6)
     # counts, where known, mark the empty class even with a (soft) distribution above zero
     classes.distribution = np.array([0.6, 0.399, 0.001, 0.0])
     classes.particle_count = np.array([6, 4, 0, 0])
-    assert score_classes(classes, ScoringModel(SureNetwork(), ModelConfig()))["empty"].tolist() == [False, False,
+    assert score_classes(classes, ScoringModel(SureNetwork(), ModelConfig()))["empty_class"].tolist() == [False, False,
                                                                                                      True, True]
 
 

@@ -7,7 +7,7 @@ noise). The network judges the image and hardly the distribution feature, so on 
 the shipped model can score an empty class best of its job (benchmarks/README.md, "Real class
 averages"). The rule, stated a priori: the score of an empty class is raised to 5.0 if the
 network scored it better; ``network_output`` keeps what the network said and the column
-``empty`` marks the class. Selection is unchanged by it (an empty class holds no particles),
+``empty_class`` marks the class. Selection is unchanged by it (an empty class holds no particles),
 but galleries, rankings, the attractor rule's count of good classes and the out-of-domain
 check (:mod:`cryosift.scoring.domain`) no longer see an empty class as a good one.
 """

@@ -136,7 +136,7 @@ def score_classes(classes: ClassAverages, model: ScoringModel, batch_size: int =
         :mod:`cryosift.scoring.empty`), ``class_score`` (0..1, higher better),
         ``network_output``, ``mass_kDa`` and the raw features (``resolution_A``,
         ``distribution``, ``pixel_size_A``, ``mass_dmean_kDa``, ``mass_dmedian_kDa``,
-        ``mass_dmode_kDa``), ``particles``, ``empty`` (bool: no particles).
+        ``mass_dmode_kDa``), ``particles``, ``empty_class`` (bool: no particles).
 
     Raises
     ------
@@ -156,7 +156,7 @@ def score_classes(classes: ClassAverages, model: ScoringModel, batch_size: int =
                                          "(check the class averages and their features)")
     empty = empty_classes(table["distribution"].to_numpy(), table["particles"].to_numpy())
     score = apply_empty_rule(score, empty)
-    table["empty"] = empty
+    table["empty_class"] = empty
     table.insert(1, "score", score)
     table.insert(2, "class_score", class_score(score))
     table.insert(3, "network_output", raw)

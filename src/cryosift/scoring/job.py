@@ -102,14 +102,14 @@ def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: st
     write_scores_star(star, table, class_image_names(classes))
     if gallery:
         write_gallery(png, classes.images, table, columns=gallery_columns)
-    warnings = check_scores_domain(table["score"], table["distribution"], table["empty"])
+    warnings = check_scores_domain(table["score"], table["distribution"], table["empty_class"])
     log_warnings(warnings, png if gallery else None, log)
     return ScoreOutputs(star, csv, png if gallery else None, table, warnings)
 
 
 def _write_no_scores(out, gallery: bool) -> ScoreOutputs:
     """Outputs of a classification without classes (every particle was rejected before it)."""
-    dtypes = {"class": np.int64, "particles": np.int64, "empty": bool}
+    dtypes = {"class": np.int64, "particles": np.int64, "empty_class": bool}
     table = pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, np.float64)) for c in CSV_COLUMNS})
     star, csv, png = output_paths(out)
     write_scores_csv(csv, table)

@@ -110,7 +110,7 @@ def domain_warnings(table: pd.DataFrame, scores_path, rejected: int | None = Non
     Parameters
     ----------
     table : pd.DataFrame
-        The scores as read (``distribution`` and ``empty`` are used when present).
+        The scores as read (``distribution`` and ``empty_class`` are used when present).
     scores_path : str or Path
         Where they came from; the gallery is ``scores.png`` beside it.
     rejected, total : int, optional
@@ -125,8 +125,8 @@ def domain_warnings(table: pd.DataFrame, scores_path, rejected: int | None = Non
     """
     dist = table["distribution"].to_numpy(np.float64) if "distribution" in table else None
     empty = None
-    if "empty" in table:
-        empty = table["empty"].astype(str).str.strip().str.lower().isin(["true", "1"]).to_numpy()
+    if "empty_class" in table:
+        empty = table["empty_class"].astype(str).str.strip().str.lower().isin(["true", "1"]).to_numpy()
     found = check_scores_domain(table["score"], dist, empty, reject_score=reject_score)
     if rejected is not None and total is not None:  # the particles counted beat the class distribution
         found = [w for w in found if w.code != "most_rejected"]
