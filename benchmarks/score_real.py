@@ -244,11 +244,12 @@ def main(argv=None):
     if args.csv:
         pd.concat(per_class, ignore_index=True).to_csv(args.csv, index=False, float_format="%.6g")
     print(f"# {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
     try:
-        main()
+        sys.exit(main())
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
