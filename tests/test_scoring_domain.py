@@ -156,8 +156,9 @@ def test_a_round_that_rejects_most_particles_says_so_in_its_log_and_selection_js
     pd.DataFrame({"class": np.arange(1, 7), "score": scores}).to_csv(root / "drift.csv", index=False)
     assert cli_main(["select", "round", "--particles", str(data), "--scores", str(root / "drift.csv"), "--round", "1",
                      "--rounds", "3", "-o", str(tmp_path / "r1")]) == 0
-    lines = [r.getMessage() for r in caplog.records if "out of domain" in r.getMessage()]
-    assert len(lines) == 1 and all(r.levelname == "WARNING" for r in caplog.records if "out of domain" in r.getMessage())
+    records = [r for r in caplog.records if "out of domain" in r.getMessage()]
+    lines = [r.getMessage() for r in records]
+    assert len(lines) == 1 and records[0].levelname == "WARNING"
     assert f"this round rejects {rejected} of 120 particles" in lines[0]
     assert f"the gallery {root / 'drift.png'}" in lines[0]
     s = json.loads((tmp_path / "r1/selection.json").read_text())
