@@ -2,7 +2,10 @@
 
 Writes scores.star (RELION: sort on rlnParticleFigureOfMerit in relion_display; rlnClassScore
 0..1 beside it), scores.csv (score, estimated mass, all features) and scores.png (gallery,
-best first). Scores are never clamped. Without --model (or with --model default) the model
+best first). Scores are never clamped; a class with no particles scores no better than 5.0. When
+the scores look unlike those of the simulated jobs the model was validated on (no class <= 3.5,
+all classes within one grade, most particles in classes >= 4.5), one WARNING line says so and
+points to the gallery and to fine-tuning (docs/scoring.md, "Out-of-domain warning"). Without --model (or with --model default) the model
 shipped with cryosift scores (see src/cryosift/models/MODEL_CARD.md); --model takes any
 other checkpoint: one trained or fine-tuned with `cryosift train`, or published CryoSift
 weights (e.g. final_model_cont.pth).

@@ -26,3 +26,5 @@ def main(args):
     s = write_summary(args.out, info=args.info, rounds=args.rounds, final=args.final, validations=args.validations)
     for cutoff, c in s["cutoffs"].items():
         log.info("%s score <= %s: %d particles (%.0f %%)", s["dataset"], cutoff, c["particles"], 100 * c["fraction"])
+    for w in s["warnings"]:
+        log.warning("%s, %s: %s", s["dataset"], w["step"], w["warning"])

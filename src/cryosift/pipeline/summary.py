@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cryosift.errors import InputError, require_file
 from cryosift.io.atomic import write_text_atomic
+from cryosift.scoring.domain import MOST, DomainWarning, warning_line
 
 
 def _load(path) -> dict:
@@ -30,16 +31,29 @@ def summarize_dataset(info: str | Path, rounds: list, final: str | Path, validat
         ``selection.json`` of the final split.
     validations : list of path
         ``validation.json`` per cutoff.
+
+    ``warnings`` lists each step's out-of-domain warning line (:mod:`cryosift.scoring.domain`)
+    and one for the whole loop when its rounds together rejected most of the dataset.
     """
     facts = _load(info)
     total = int(facts["n_particles"])
     summary = {"dataset": facts["dataset"], "type": facts["type"], "box": facts["box"],
                "pixel_size": facts["pixel_size"], "particles": total, "rounds": []}
+    warnings = []
     for path in rounds:
         s = _load(path)
         carried = {"carried_over": True} if "carried_over_from" in s else {}  # the loop had stopped
         summary["rounds"].append({"round": s["round"], "stop": s["stop"], **s["particles"], **carried})
+        if s.get("warning"):
+            warnings.append({"step": f"round {s['round']}", "warning": s["warning"]})
+    rejected = sum(int(r.get("rejected", 0)) for r in summary["rounds"])
+    if total > 0 and rejected / total > MOST:
+        loop = DomainWarning("most_rejected", f"the loop rejected {rejected:,} of the dataset's {total:,} particles "
+                                              f"({rejected / total:.0%})")
+        warnings.append({"step": "loop", "warning": warning_line([loop])})
     f = _load(final)
+    if f.get("warning"):
+        warnings.append({"step": "final", "warning": f["warning"]})
     summary["pooled"] = f["particles"]["total"]
     summary["cutoffs"] = {}
     for cutoff, r in f["cutoffs"].items():
@@ -49,6 +63,7 @@ def summarize_dataset(info: str | Path, rounds: list, final: str | Path, validat
         v = _load(path)
         key = f"{float(v['cutoff']):g}"
         summary["cutoffs"].setdefault(key, {})["validation"] = v
+    summary["warnings"] = warnings
     return summary
 
 

@@ -44,6 +44,16 @@ def apply_summaries(results: list[dict], summaries) -> None:
                     v["fraction_kept"] = v["particles_kept"] / v["particles_total"]
 
 
+def summary_warnings(summaries) -> list[tuple[str, str, str]]:
+    """Out-of-domain warnings of per-dataset summary files: (dataset, step, line) each."""
+    out = []
+    for path in summaries or []:
+        summary = read_json(path)
+        for w in summary.get("warnings") or []:
+            out.append((str(summary.get("dataset")), str(w.get("step", "")), str(w.get("warning", ""))))
+    return out
+
+
 def write_report(paths, out_dir: str | Path, baseline: float | None = None, compare: float = 3.5,
                  summaries=None) -> dict:
     """Collect validation results and write the comparison table and figures.
@@ -60,7 +70,8 @@ def write_report(paths, out_dir: str | Path, baseline: float | None = None, comp
     compare : float
         Cutoff whose gains are plotted (the paper's 3.5).
     summaries : sequence of str or Path, optional
-        Per-dataset summary files that fill missing particle counts.
+        Per-dataset summary files that fill missing particle counts; their out-of-domain
+        warnings are listed under the Markdown table and logged.
 
     Returns
     -------
@@ -78,7 +89,10 @@ def write_report(paths, out_dir: str | Path, baseline: float | None = None, comp
     table = comparison_table(results, baseline)
     out = Path(out_dir)
     plots = out / "plots"
-    written = {"table": list(write_table(table, out, baseline).values())}
+    warnings = summary_warnings(summaries)
+    for dataset, step, line in warnings:
+        log.warning("%s, %s: %s", dataset, step, line)
+    written = {"table": list(write_table(table, out, baseline, warnings=warnings).values())}
     written["fraction_kept"] = plot_fraction_kept(table, plots / "fraction_kept")
     written["resolution"] = plot_resolution(table, plots / "resolution")
     written["qscore"] = plot_qscore(table, plots / "qscore")

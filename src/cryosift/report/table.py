@@ -157,24 +157,30 @@ def _fmt(value, col: str) -> str:
     return str(value)
 
 
-def to_markdown(table: pd.DataFrame, baseline: float | None = None) -> str:
-    """The table as GitHub-flavoured Markdown, with a note on the gains' baseline."""
+def to_markdown(table: pd.DataFrame, baseline: float | None = None, warnings=None) -> str:
+    """The table as GitHub-flavoured Markdown, with a note on the gains' baseline.
+
+    ``warnings``: (dataset, step, line) out-of-domain warnings, listed under the table.
+    """
     head = "| " + " | ".join(COLUMNS[c] for c in table.columns) + " |"
     rule = "|" + "|".join("---" if c in ("dataset", "hand") else "---:" for c in table.columns) + "|"
     body = ["| " + " | ".join(_fmt(row[c], c) for c in table.columns) + " |" for _, row in table.iterrows()]
     base = f"cutoff {baseline:g}" if baseline is not None else "the loosest cutoff of each dataset"
     note = (f"\nGains are measured from {base}: resolution gain = baseline FSC0.5 - this FSC0.5 "
             "(positive is better), Q-score gain = this mean Q - baseline mean Q.\n")
-    return "\n".join([head, rule, *body]) + "\n" + note
+    text = "\n".join([head, rule, *body]) + "\n" + note
+    if warnings:
+        text += "\n## Warnings\n\n" + "".join(f"- {d}, {step}: {line}\n" for d, step, line in warnings)
+    return text
 
 
 def write_table(table: pd.DataFrame, out_dir: str | Path, baseline: float | None = None,
-                stem: str = "comparison") -> dict:
-    """Write ``comparison.csv`` and ``comparison.md`` atomically; returns their paths."""
+                stem: str = "comparison", warnings=None) -> dict:
+    """Write ``comparison.csv`` and ``comparison.md`` (with ``warnings``) atomically; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    write_text_atomic(md_path, to_markdown(table, baseline))
+    write_text_atomic(md_path, to_markdown(table, baseline, warnings))
     return {"csv": csv_path, "markdown": md_path}

@@ -20,6 +20,7 @@ from cryosift.errors import InputError
 from cryosift.io.models import ClassAverages
 from cryosift.scoring.checkpoint import ScoringModel
 from cryosift.scoring.decode import class_score, decode
+from cryosift.scoring.empty import apply_empty_rule, empty_classes
 from cryosift.scoring.features import class_features, feature_matrix
 from cryosift.scoring.preprocess import dihedral_view, preprocess
 
@@ -131,9 +132,11 @@ def score_classes(classes: ClassAverages, model: ScoringModel, batch_size: int =
     -------
     pd.DataFrame
         One row per class, in input order: ``class``, ``score`` (1 best ... 5 unusable,
-        unclamped), ``class_score`` (0..1, higher better), ``network_output``, ``mass_kDa``
-        and the raw features (``resolution_A``, ``distribution``, ``pixel_size_A``,
-        ``mass_dmean_kDa``, ``mass_dmedian_kDa``, ``mass_dmode_kDa``), ``particles``.
+        unclamped, except that a class with no particles scores at least 5.0:
+        :mod:`cryosift.scoring.empty`), ``class_score`` (0..1, higher better),
+        ``network_output``, ``mass_kDa`` and the raw features (``resolution_A``,
+        ``distribution``, ``pixel_size_A``, ``mass_dmean_kDa``, ``mass_dmedian_kDa``,
+        ``mass_dmode_kDa``), ``particles``, ``empty_class`` (bool: no particles).
 
     Raises
     ------
@@ -151,6 +154,9 @@ def score_classes(classes: ClassAverages, model: ScoringModel, batch_size: int =
         numbers = ", ".join(str(int(c)) for c in table["class"].to_numpy()[bad][:10])
         raise InputError(classes.source, f"class {numbers}: the network's score is not a number "
                                          "(check the class averages and their features)")
+    empty = empty_classes(table["distribution"].to_numpy(), table["particles"].to_numpy())
+    score = apply_empty_rule(score, empty)
+    table["empty_class"] = empty
     table.insert(1, "score", score)
     table.insert(2, "class_score", class_score(score))
     table.insert(3, "network_output", raw)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 from cryosift.device import pick_device
 from cryosift.errors import InputError
 from cryosift.scoring.checkpoint import ScoringModel, load_checkpoint
+from cryosift.scoring.domain import DomainWarning, check_scores_domain, log_warnings
 from cryosift.scoring.gallery import write_gallery
 from cryosift.scoring.inference import DEFAULT_BATCH_SIZE, score_classes
 from cryosift.scoring.inputs import class_image_names, load_classes
@@ -27,12 +28,13 @@ NO_MODEL_HELP = ("the shipped scoring model is missing from this installation (e
 
 @dataclass
 class ScoreOutputs:
-    """Paths written by :func:`score_job` and the score table."""
+    """Paths written by :func:`score_job`, the score table and its out-of-domain warnings."""
 
     star: Path
     csv: Path
     gallery: Path | None
     table: pd.DataFrame
+    warnings: list[DomainWarning] = field(default_factory=list)
 
 
 def output_paths(out: str | Path) -> tuple[Path, Path, Path]:
@@ -83,6 +85,9 @@ def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: st
         Also write the PNG gallery.
     gallery_columns : int
         Panels per gallery row.
+
+    When the scores look unlike those of validated jobs (:mod:`cryosift.scoring.domain`),
+    one warning line is logged that names the gallery and how to fine-tune.
     """
     from cryosift.pipeline.manifest import is_empty_classification
 
@@ -97,13 +102,15 @@ def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: st
     write_scores_star(star, table, class_image_names(classes))
     if gallery:
         write_gallery(png, classes.images, table, columns=gallery_columns)
-    return ScoreOutputs(star, csv, png if gallery else None, table)
+    warnings = check_scores_domain(table["score"], table["distribution"], table["empty_class"])
+    log_warnings(warnings, png if gallery else None, log)
+    return ScoreOutputs(star, csv, png if gallery else None, table, warnings)
 
 
 def _write_no_scores(out, gallery: bool) -> ScoreOutputs:
     """Outputs of a classification without classes (every particle was rejected before it)."""
-    table = pd.DataFrame({c: pd.Series(dtype=np.int64 if c in ("class", "particles") else np.float64)
-                          for c in CSV_COLUMNS})
+    dtypes = {"class": np.int64, "particles": np.int64, "empty_class": bool}
+    table = pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, np.float64)) for c in CSV_COLUMNS})
     star, csv, png = output_paths(out)
     write_scores_csv(csv, table)
     write_scores_star(star, table, [], model="none (no classes)")

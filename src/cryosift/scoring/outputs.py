@@ -36,7 +36,7 @@ SCORE_LABEL = "rlnParticleFigureOfMerit"
 CLASS_SCORE_LABEL = "rlnClassScore"
 
 CSV_COLUMNS = ("class", "score", "class_score", "mass_kDa", "resolution_A", "distribution", "pixel_size_A",
-               "mass_dmean_kDa", "mass_dmedian_kDa", "mass_dmode_kDa", "particles", "network_output")
+               "mass_dmean_kDa", "mass_dmedian_kDa", "mass_dmode_kDa", "particles", "empty_class", "network_output")
 
 
 def write_scores_csv(path: str | Path, table: pd.DataFrame) -> Path:

@@ -28,6 +28,7 @@ from cryosift.io.atomic import atomic_path
 from cryosift.io.convert import particles_from_dataset, read_particles
 from cryosift.io.models import ParticleSet
 from cryosift.scoring.decode import class_score
+from cryosift.scoring.domain import check_scores_domain, log_warnings, rejection_warning
 from cryosift.scoring.outputs import CLASS_SCORE_LABEL, SCORE_LABEL, read_scores
 from cryosift.selection.policy import STATUSES, SelectionPolicy, decide_round, final_split, rounds_for_box
 
@@ -100,6 +101,43 @@ class ClassifiedParticles:
             write_particles_star(path, subset)
         else:
             write_particles(path, subset)
+
+
+def domain_warnings(table: pd.DataFrame, scores_path, rejected: int | None = None, total: int | None = None,
+                    reject_score: float = 4.5) -> dict:
+    """Out-of-domain warnings of a step (:mod:`cryosift.scoring.domain`), logged as one line.
+
+    Parameters
+    ----------
+    table : pd.DataFrame
+        The scores as read (``distribution`` and ``empty_class`` are used when present).
+    scores_path : str or Path
+        Where they came from; the gallery is ``scores.png`` beside it.
+    rejected, total : int, optional
+        Particles this step rejects, of how many.
+    reject_score : float
+        The round's reject score.
+
+    Returns
+    -------
+    dict
+        ``{"warnings": [...], "warning": line}`` for ``selection.json``; empty when all is well.
+    """
+    dist = table["distribution"].to_numpy(np.float64) if "distribution" in table else None
+    empty = None
+    if "empty_class" in table:
+        empty = table["empty_class"].astype(str).str.strip().str.lower().isin(["true", "1"]).to_numpy()
+    found = check_scores_domain(table["score"], dist, empty, reject_score=reject_score)
+    if rejected is not None and total is not None:  # the particles counted beat the class distribution
+        found = [w for w in found if w.code != "most_rejected"]
+        extra = rejection_warning(rejected, total, reject_score)
+        if extra is not None:
+            found.append(extra)
+    if not found:
+        return {}
+    gallery = Path(scores_path).with_suffix(".png")
+    line = log_warnings(found, gallery, log)
+    return {"warnings": [w.to_dict() for w in found], "warning": line}
 
 
 def _formats(particles: ClassifiedParticles, formats) -> list[str]:
@@ -189,6 +227,9 @@ def apply_round(particles: str | Path, scores: str | Path, out_dir: str | Path, 
     if parts.reused_from is not None:
         summary.update(stop=True, next="final", carried_over_from=str(parts.reused_from))
         summary["classes"].update(accepted=[], rejected=[])
+    else:  # a carried-over round was judged (and warned about) in the round it repeats
+        summary.update(domain_warnings(table, scores, summary["particles"]["rejected"], summary["particles"]["total"],
+                                       policy.reject_score))
     return _write_step(Path(out_dir), parts, subsets, per_particle, _formats(parts, formats), summary, annotate)
 
 
@@ -232,6 +273,7 @@ def apply_final(particles: str | Path, scores: str | Path, out_dir: str | Path, 
         }
     summary = {"step": "final", "cutoffs": report, "particles": {"total": len(parts)},
                "inputs": {"particles": str(particles), "scores": str(scores)}}
+    summary.update(domain_warnings(table, scores))
     return _write_step(Path(out_dir), parts, subsets, per_particle, _formats(parts, formats), summary, annotate)
 
 
