@@ -39,12 +39,33 @@ def read_particle_images(pset: ParticleSet, rows=None) -> np.ndarray:
                 block = stack.read(index[sel])
         except InputError as exc:
             raise InputError(pset.source, f"image stack {path}: {exc.problem}") from None
+        bad = ~np.isfinite(block).reshape(len(block), -1).all(axis=1)
+        if bad.any():  # one NaN spreads through every transform, class average and map it touches
+            first = int(index[sel][np.flatnonzero(bad)[0]])
+            raise InputError(pset.source, f"image stack {path}: image {first + 1} (1-based) has NaN or infinite "
+                                          f"pixels ({int(bad.sum())} such image(s) among those read)")
         if out is None:
             out = np.empty((len(rows),) + block.shape[1:], dtype=np.float32)
         elif block.shape[1:] != out.shape[1:]:
             raise InputError(pset.source, f"{path} has {block.shape[-1]} px images, others {out.shape[-1]} px")
         out[sel] = block
     return out if out is not None else np.empty((0, 0, 0), np.float32)
+
+
+def check_particle_images(pset: ParticleSet, chunk: int = 4096) -> None:
+    """Read every particle image once: InputError for a missing, truncated or unreadable stack,
+    an index beyond its stack, or an image with NaN or infinite pixels.
+
+    Progress is logged every 30 s (a large set is read at the storage's speed).
+    """
+    import logging
+
+    from cryosift.logs import ProgressLog
+
+    check_image_locations(pset)
+    progress = ProgressLog(logging.getLogger(__name__), "checking particle images", len(pset), every=30.0)
+    for rows, _ in iter_particle_images(pset, chunk):
+        progress.step(n=len(rows))
 
 
 def iter_particle_images(pset: ParticleSet, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
