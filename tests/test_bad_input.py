@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import mrcfile
 import numpy as np
@@ -21,8 +22,6 @@ STAMPED = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d (DEBUG|INFO|WARNING) "
 
 def error_line(err: str, command: str) -> str:
     """The one error line of a failed command: every other stderr line is a time-stamped log line."""
-    import re
-
     lines = err.splitlines()
     errors = [line for line in lines if not re.match(STAMPED, line)]
     assert len(errors) == 1, err
@@ -111,3 +110,39 @@ def test_one_set_with_two_pixel_sizes(tmp_path, capsys):
     code, _, out = ingest(tmp_path, star, capsys)
     assert code == 0 and json.loads((out / "dataset.json").read_text())["pixel_size"] == 1.06
     os.remove(out / "dataset.json")
+
+
+def test_cryosparc_server_that_goes_away_during_a_run(tmp_path, capsys, monkeypatch):
+    """The real cryosparc-tools client logs in to a localhost server, reads a job, and the server
+    then closes its port: the export stops with one line naming the server, and writes nothing."""
+    from cryosparc import __version__ as tools_version
+
+    from tests.cryosparc_api import VanishingServer
+    from tests.test_cryosparc_adapter import job_model
+
+    job = job_model("J12", type="class_2D", title="starter 2D", status="completed").model_dump(mode="json")
+    answers = {"login": {"access_token": "t0ken", "token_type": "bearer"}, "users.me": {"email": "me@example.org"},
+               "config.get_version": "v" + tools_version, "jobs.find_one": job,
+               "projects.find_one": {"uid": "P3", "title": "Apoferritin"}}
+    responses = {"login": {"$ref": "#/components/schemas/Token"}, "jobs.find_one": {"$ref": "#/components/schemas/Job"}}
+    out = tmp_path / "results" / "classify" / "ds" / "round1"
+    with VanishingServer(answers, last="jobs.find_one", times=2, responses=responses) as server:
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(f"cryosparc:\n  base_url: {server.url}\n  email: me@example.org\n  project: P3\n"
+                       "  workspace: W2\n  timeout: 10\n")
+        monkeypatch.setenv("CRYOSPARC_PASSWORD", "pw-never-printed")
+        code = main(["cryosparc", "export", "J12", "-o", str(out), "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    # Logged in, read the job (twice: found, then its model), and was loading its class averages.
+    assert server.requests == ["openapi.json", "login", "users.me", "config.get_version", "config.get_version",
+                               "jobs.find_one", "jobs.find_one"]
+    assert re.fullmatch(
+        re.escape(f"{server.url}: CryoSPARC did not answer while loading P3 J12.class_averages (ConnectError: ")
+        + r"\[Errno \d+\] Connection refused" + re.escape("); jobs already queued go on running there: run again "
+                                                           "when the server is back and the run takes them up"),
+        error_line(err, "cryosparc"))
+    # The client's three tries are log lines, one each.
+    assert len([line for line in err.splitlines() if "Connection refused (attempt" in line]) == 3
+    assert "pw-never-printed" not in err
+    assert files_under(out) == []

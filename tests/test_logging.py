@@ -14,6 +14,7 @@ from cryosift.cli import main as cli_main
 from cryosift.engines.relion.runner import iteration_progress
 from cryosift.logs import ProgressLog, elapsed, log_to_stderr
 from cryosift.simulate import preset, simulate_dataset
+from tests.test_cryosparc_adapter import stub  # noqa: F401 (the adapter over cryosparc-tools' own classes)
 
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d) (DEBUG|INFO|WARNING|ERROR) \S")
 
@@ -114,3 +115,27 @@ def test_relion_iterations_reach_the_log(tmp_path, caplog):
     assert [re.sub(r", \d.*$", "", line) for line in lines] == [
         f"relion_refine (2D classification): iteration {i} of 3 started" for i in (1, 2, 3)]
     assert "Expectation iteration 3 of 3" in (tmp_path / "Class2D" / "run.log").read_text()
+
+
+def test_waiting_for_a_cryosparc_job_logs_its_status(stub, monkeypatch, caplog):
+    """A job polled through cryosparc-tools' own JobController: one status line per report period."""
+    from cryosift.engines.cryosparc import adapter as adapter_module
+
+    adapter, api = stub
+    api.jobs._new(type="class_2D", status="running")
+    polls = {"n": 0}
+    find_one = api.jobs.find_one
+
+    def running_then_completed(project_uid, job_uid, /):
+        polls["n"] += 1
+        model = find_one(project_uid, job_uid)
+        model.status = "completed" if polls["n"] > 4 else "running"
+        return model
+
+    monkeypatch.setattr(api.jobs, "find_one", running_then_completed)
+    monkeypatch.setattr("cryosparc.controllers.job.sleep", lambda s: None)
+    monkeypatch.setattr(adapter_module, "WAIT_REPORT_S", 0)
+    caplog.set_level(logging.INFO, logger="cryosift.engines.cryosparc.adapter")
+    assert adapter.wait("P3", "J1") == "completed"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) >= 2 and all(re.fullmatch(r"P3 J1: running, waited \d+ s", line) for line in lines)

@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)s %(message)s"
+#: Libraries whose INFO lines are per request, shown with --debug only.
+QUIET = ("httpx", "httpcore")
 
 
 class IsoFormatter(logging.Formatter):
@@ -38,8 +40,12 @@ def log_to_stderr(debug: bool = False):
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(IsoFormatter(FORMAT))
     old_level, old_showwarning = root.level, warnings.showwarning
+    # httpx logs every request at INFO: a CryoSPARC job polled for hours would bury the step's lines.
+    quiet = {name: logging.getLogger(name).level for name in QUIET}
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
     warnings.showwarning = _warning_line
     try:
         yield handler
@@ -47,6 +53,8 @@ def log_to_stderr(debug: bool = False):
         warnings.showwarning = old_showwarning
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
