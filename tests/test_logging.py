@@ -97,6 +97,11 @@ def test_abinit_logs_every_iteration_with_a_time_stamp(small, tmp_path, capsys, 
     for i, (line, row) in enumerate(zip(progress, history.itertuples()), start=1):
         assert f" ab initio {i}/{total} ({100 * i / total:.0f} %), " in line
         assert f": iteration {row.iteration} (start " in line and f"{row.resolution_A:.1f} Å, {row.batch} particles" in line
+    # The passes over all particles log their first and last chunk (and every 30 s between).
+    n = 200
+    for what in ("particles read", "final poses (particles)", "backprojected particles"):
+        ends = [line for line in lines if f" INFO {what} " in line]
+        assert ends and f" {what} {n}/{n} (100 %), " in ends[-1], what
     select = int((history["start"] == 1).sum())  # coarse iterations per start
     phases = ["start 1 of 2"] * select + ["start 2 of 2"] * select + ["selected"] * (total - 2 * select)
     assert all(phase in line for phase, line in zip(phases, progress))

@@ -6,7 +6,8 @@ gets back :class:`JobRef` records or cryosparc-tools ``Dataset`` objects. Tests 
 the adapter with a recording fake that honours the same methods.
 
 Every failure leaves as :class:`~cryosift.errors.EngineError` (or
-:class:`~cryosift.errors.InputError` for a missing project, workspace or credentials),
+:class:`~cryosift.errors.InputError` for a missing project, workspace or credentials, and
+for a server that does not answer, at login or in the middle of a run: one line naming it),
 with the password and its digest scrubbed from the text. The server's major.minor version
 must equal cryosparc-tools' (tools 5.0.x for CryoSPARC v5.0, 4.x for v4.x).
 """
