@@ -34,7 +34,7 @@ from cryosift.engines.cryosparc.adapter import DONE, CryosparcAdapter
 from cryosift.engines.cryosparc.credentials import ConnectionSettings, Secret
 from cryosift.engines.cryosparc.graph import build_plan
 from cryosift.engines.cryosparc.settings import load_settings
-from tests.cryosparc_api import namespaces, shape, stub_signature
+from tests.cryosparc_api import shape, stub_signature
 from tests.test_cryosparc_adapter import STUBS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,7 +235,8 @@ def test_what_stays_unverified_is_listed_in_the_docs():
     outputs = {v for k, v in vars(graph).items() if k.isupper() and isinstance(v, str)}
     endpoints = {"get_class_info", "set_class_selected", "finish"}
     # A job type counts as the tools' own when their source names it in quotes (examples, docstrings).
-    tools_text = "\n".join(p.read_text() for p in Path(cryosparc.__file__).parent.rglob("*.py*") if p.suffix in (".py", ".pyi"))
+    package = Path(cryosparc.__file__).parent
+    tools_text = "\n".join(p.read_text() for p in package.rglob("*.py*") if p.suffix in (".py", ".pyi"))
     named = {t for t in jobs if re.search(rf"[\"']{re.escape(t)}[\"']", tools_text)}
     assert named == {"class_2D_new", "extract_micrographs_multi", "homo_abinit", "homo_reconstruct", "snowflake"}
     unverified = (params - set(fields)) | (set(jobs) - named) | outputs | inputs | endpoints

@@ -127,9 +127,9 @@ def test_unreachable_server_and_refused_login_are_told_apart(caplog):
     unreachable = wrapped(httpx.ConnectError(f"[Errno 111] Connection refused (auth {PASSWORD})"))
     with pytest.raises(InputError) as err:
         CryosparcAdapter.connect(settings(), client_factory=factory_raising(unreachable))
-    assert str(err.value) == ("http://cs.example.org:39000: CryoSPARC did not answer while logging in as me@example.org "
-                              "(ConnectError: [Errno 111] Connection refused (auth ***)); check cryosparc.base_url and "
-                              "that CryoSPARC is running")
+    assert str(err.value) == ("http://cs.example.org:39000: CryoSPARC did not answer while logging in as "
+                              "me@example.org (ConnectError: [Errno 111] Connection refused (auth ***)); check "
+                              "cryosparc.base_url and that CryoSPARC is running")
     with pytest.raises(InputError, match="no CryoSPARC credentials"):
         CryosparcAdapter.connect(settings(), client_factory=factory_raising(ValueError("authentication not provided")))
     assert PASSWORD not in caplog.text and "me@example.org at http://cs.example.org:39000" in caplog.text

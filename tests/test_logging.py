@@ -96,7 +96,8 @@ def test_abinit_logs_every_iteration_with_a_time_stamp(small, tmp_path, capsys, 
     assert len(progress) == total
     for i, (line, row) in enumerate(zip(progress, history.itertuples()), start=1):
         assert f" ab initio {i}/{total} ({100 * i / total:.0f} %), " in line
-        assert f": iteration {row.iteration} (start " in line and f"{row.resolution_A:.1f} Å, {row.batch} particles" in line
+        assert f": iteration {row.iteration} (start " in line
+        assert f"{row.resolution_A:.1f} Å, {row.batch} particles" in line
     # The passes over all particles log their first and last chunk (and every 30 s between).
     n = 200
     for what in ("particles read", "final poses (particles)", "backprojected particles"):

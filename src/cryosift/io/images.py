@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -9,6 +10,9 @@ import numpy as np
 from cryosift.errors import InputError
 from cryosift.io.models import ParticleSet
 from cryosift.io.mrc import ImageStack
+from cryosift.logs import ProgressLog
+
+log = logging.getLogger(__name__)
 
 
 def check_image_locations(pset: ParticleSet) -> None:
@@ -58,12 +62,8 @@ def check_particle_images(pset: ParticleSet, chunk: int = 4096) -> None:
 
     Progress is logged every 30 s (a large set is read at the storage's speed).
     """
-    import logging
-
-    from cryosift.logs import ProgressLog
-
     check_image_locations(pset)
-    progress = ProgressLog(logging.getLogger(__name__), "checking particle images", len(pset), every=30.0)
+    progress = ProgressLog(log, "checking particle images", len(pset), every=30.0)
     for rows, _ in iter_particle_images(pset, chunk):
         progress.step(n=len(rows))
 

@@ -149,7 +149,8 @@ class ParticleSet:
         if not found:
             raise InputError(self.source, "no optics group with a pixel size")
         names = table["rlnOpticsGroupName"] if "rlnOpticsGroupName" in table else None
-        parts = [f"group {g}{f' ({names[g]})' if names is not None else ''} {size:g} Å/px" for g, size in sizes.items()]
+        parts = [f"group {g}{f' ({names[g]})' if names is not None else ''} {size:g} Å/px"
+                 for g, size in sizes.items()]
         raise InputError(self.source, f"particles of one set have {len(found)} pixel sizes ({', '.join(parts)}); "
                                       "rescale them to one (relion_image_handler --rescale_angpix) or give each "
                                       "pixel size its own dataset")
