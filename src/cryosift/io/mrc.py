@@ -139,7 +139,13 @@ class ImageStack:
             raise InputError(self.path, f"image index {bad + 1} (1-based) is beyond the stack of {self.n} images")
         # Sorted unique reads keep the mmap sequential; then restore the caller's order.
         uniq, inverse = np.unique(idx, return_inverse=True)
-        block = np.asarray(self._data[uniq], dtype=np.float32)
+        if len(uniq) and uniq[-1] - uniq[0] + 1 == len(uniq):
+            # A run of consecutive images (the usual chunk of a stack): one slice, many times faster than a gather.
+            block = np.asarray(self._data[uniq[0]:uniq[-1] + 1], dtype=np.float32)
+        else:
+            block = np.asarray(self._data[uniq], dtype=np.float32)
+        if len(uniq) == len(idx) and np.array_equal(uniq, idx):
+            return block
         return block[inverse]
 
     def close(self) -> None:
