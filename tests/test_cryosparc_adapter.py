@@ -43,7 +43,7 @@ def job_model(uid, type="class_2D", title="", status="building", params=None, in
 
 
 class StubJobs:
-    """``cs.api.jobs`` of a one-project server."""
+    """``cs.api.jobs`` of a one-project server (signatures as in cryosparc-tools' ``api.pyi``)."""
 
     def __init__(self):
         self.models: dict[str, Job] = {}
@@ -56,25 +56,26 @@ class StubJobs:
         self.models[uid] = job_model(uid, **kw)
         return self.models[uid]
 
-    def find(self, project_uid=None, workspace_uid=None, type=None, status=None, category=None, created_at=None,
-             updated_at=None, queued_at=None, started_at=None, completed_at=None, waiting_at=None, killed_at=None,
-             failed_at=None, exported_at=None, order=1, after=None, limit=100):
+    def find(self, *, order=1, after=None, limit=100, project_uid=None, workspace_uid=None, uid=None, type=None,
+             status=None, category=None, created_at=None, updated_at=None, queued_at=None, started_at=None,
+             waiting_at=None, completed_at=None, killed_at=None, failed_at=None, exported_at=None, deleted=False):
         self.calls.append(("find", project_uid, workspace_uid, type))
         if self.fail_with:
             raise self.fail_with
         jobs = [m for m in self.models.values() if type is None or m.spec.type in type]
         return [] if after else jobs
 
-    def find_one(self, project_uid, job_uid):
+    def find_one(self, project_uid, job_uid, /):
         if job_uid not in self.models:
             raise api_error(404, f"job {job_uid} not found")
         return self.models[job_uid]
 
-    def create(self, project_uid, workspace_uid, params=None, type=None, title="", description=""):
+    def create(self, project_uid, workspace_uid, /, params={}, *, type, title="", description="",  # noqa: B006
+               created_by_job_uid=None, enable_bench=False):
         self.calls.append(("create", project_uid, workspace_uid, type, dict(params or {}), title))
         return self._new(type=type, title=title, params=params)
 
-    def connect(self, project_uid, job_uid, input_name, *, source_job_uid, source_output_name):
+    def connect(self, project_uid, job_uid, input_name, /, *, source_output_name, source_job_uid):
         self.calls.append(("connect", job_uid, input_name, source_job_uid, source_output_name))
         m = self.models[job_uid]
         inputs = {k: [(c.job_uid, c.output) for c in v.connections] for k, v in m.spec.inputs.root.items()}
@@ -83,52 +84,53 @@ class StubJobs:
                                          m.tags)
         return self.models[job_uid]
 
-    def add_tag(self, project_uid, job_uid, tag_uid):
+    def add_tag(self, project_uid, job_uid, tag_uid, /):
         self.calls.append(("add_tag", job_uid, tag_uid))
         self.models[job_uid].tags.append(tag_uid)
         return self.models[job_uid]
 
-    def enqueue(self, project_uid, job_uid, lane=None, hostname=None, gpus=()):
+    def enqueue(self, project_uid, job_uid, /, *, lane=None, hostname=None, gpus=[],  # noqa: B006
+                no_check_inputs_ready=False):
         self.calls.append(("enqueue", job_uid, lane))
         self.models[job_uid].status = "completed"
         return self.models[job_uid]
 
-    def interactive_post(self, project_uid, job_uid, body, *, endpoint, timeout=10):
+    def interactive_post(self, project_uid, job_uid, /, body, *, endpoint, timeout=10):
         self.calls.append(("interactive_post", job_uid, endpoint, dict(body)))
         if endpoint == "get_class_info":
             return [{"class_idx": i, "num_particles_total": 10 * (i + 1), "selected": False} for i in range(3)]
         return None
 
-    def load_output(self, project_uid, job_uid, output_name, *, version="F", slots="default"):
+    def load_output(self, project_uid, job_uid, output_name, /, *, version="F", slots="default"):
         self.calls.append(("load_output", job_uid, output_name, slots))
         return self.outputs[(job_uid, output_name)]
 
-    def set_title(self, project_uid, job_uid, *, title):
+    def set_title(self, project_uid, job_uid, /, *, title):
         self.calls.append(("set_title", job_uid, title))
         self.models[job_uid].title = title
         return self.models[job_uid]
 
-    def set_description(self, project_uid, job_uid, description):
+    def set_description(self, project_uid, job_uid, /, description):
         self.calls.append(("set_description", job_uid, description))
         return self.models[job_uid]
 
-    def create_external_result(self, project_uid, workspace_uid, body):
+    def create_external_result(self, project_uid, workspace_uid, /, body):
         self.calls.append(("create_external_result", workspace_uid, body))
         return self._new(type="snowflake", status="building")
 
-    def mark_running(self, project_uid, job_uid, *, status="running"):
+    def mark_running(self, project_uid, job_uid, /, *, status="running"):
         self.models[job_uid].status = status
         return self.models[job_uid]
 
-    def save_output(self, project_uid, job_uid, output_name, dataset, *, version=0):
+    def save_output(self, project_uid, job_uid, output_name, /, dataset, *, filename=None, version=0):
         self.calls.append(("save_output", job_uid, output_name, len(dataset)))
         return self.models[job_uid]
 
-    def mark_completed(self, project_uid, job_uid):
+    def mark_completed(self, project_uid, job_uid, /):
         self.models[job_uid].status = "completed"
         return self.models[job_uid]
 
-    def get_log(self, project_uid, job_uid):
+    def get_log(self, project_uid, job_uid, /):
         return "line 1\nline 2\nfailed with " + PASSWORD
 
 
@@ -157,22 +159,36 @@ class StubStream:
 
 
 class StubProjects:
-    def find_one(self, project_uid):
+    def find_one(self, project_uid, /):
         if project_uid != "P3":
             raise api_error(404)
         return SimpleNamespace(uid="P3", title="Apoferritin")
 
-    def download_file(self, project_uid, *, path):
+    def download_file(self, project_uid, /, *, path=""):
         return StubStream(f"contents of {path}".encode())
+
+
+class StubWorkspaces:
+    def find_one(self, project_uid, workspace_uid, /):
+        return SimpleNamespace(uid=workspace_uid, title="Run")
+
+
+class StubConfig:
+    def get_version(self):
+        return "v5.0.1"
+
+
+#: ``cs.api`` namespace -> its stub here; each stub method has the signature of the function
+#: in cryosparc-tools' API stubs (test_cryosparc_contract.py holds them to it).
+STUBS = {"jobs": StubJobs, "tags": StubTags, "projects": StubProjects, "workspaces": StubWorkspaces,
+         "config": StubConfig}
 
 
 @pytest.fixture
 def stub():
     cs = object.__new__(CryoSPARC)  # the tools' own class, without logging in
     cs.base_url = "http://stub:39000"
-    cs.api = SimpleNamespace(jobs=StubJobs(), tags=StubTags(), projects=StubProjects(),
-                             workspaces=SimpleNamespace(find_one=lambda p, w: SimpleNamespace(uid=w, title="Run")),
-                             config=SimpleNamespace(get_version=lambda: "v5.0.1"))
+    cs.api = SimpleNamespace(**{name: cls() for name, cls in STUBS.items()})
     settings = ConnectionSettings("http://stub:39000", "me@example.org", Secret(PASSWORD), "environment variable X")
     return CryosparcAdapter(cs, settings), cs.api
 

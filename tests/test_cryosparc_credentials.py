@@ -113,7 +113,6 @@ def test_unreachable_server_and_refused_login_are_told_apart(caplog):
     caplog.set_level(logging.DEBUG)
     refused = APIError("Invalid credentials", res=httpx.Response(401, request=httpx.Request("POST", "http://cs/api")))
     cases = [
-        (wrapped(httpx.ConnectError(f"[Errno 111] Connection refused (auth {PASSWORD})")), "server unreachable"),
         (wrapped(refused), "refused the e-mail/password (HTTP 401)"),
         (wrapped(ValueError(f"odd reply mentioning {PASSWORD}")), "talks to CryoSPARC v5.0 servers only"),
     ]
@@ -124,6 +123,13 @@ def test_unreachable_server_and_refused_login_are_told_apart(caplog):
         assert message in text and "http://cs.example.org:39000" in text and "me@example.org" in text
         assert PASSWORD not in text and hashlib.sha256(PASSWORD.encode()).hexdigest() not in text
         assert err.value.__cause__ is None and err.value.__suppress_context__
+    # An unreachable server is one line (exit 2) naming the address, the account and the network error.
+    unreachable = wrapped(httpx.ConnectError(f"[Errno 111] Connection refused (auth {PASSWORD})"))
+    with pytest.raises(InputError) as err:
+        CryosparcAdapter.connect(settings(), client_factory=factory_raising(unreachable))
+    assert str(err.value) == ("http://cs.example.org:39000: CryoSPARC did not answer while logging in as "
+                              "me@example.org (ConnectError: [Errno 111] Connection refused (auth ***)); check "
+                              "cryosparc.base_url and that CryoSPARC is running")
     with pytest.raises(InputError, match="no CryoSPARC credentials"):
         CryosparcAdapter.connect(settings(), client_factory=factory_raising(ValueError("authentication not provided")))
     assert PASSWORD not in caplog.text and "me@example.org at http://cs.example.org:39000" in caplog.text

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import pkgutil
 import sys
 
 from cryosift import __version__
 from cryosift.errors import EngineError, InputError
+from cryosift.logs import log_to_stderr
 
 
 def _commands() -> list[str]:
@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     try:
-        result = args._main(args)
+        with log_to_stderr(args.debug):
+            result = args._main(args)
     except InputError as exc:
         if args.debug:
             raise

@@ -126,6 +126,35 @@ class ParticleSet:
         """Pixel size per particle in Å/px, shape (n,)."""
         return self._optics_column("rlnImagePixelSize").astype(np.float64)
 
+    def common_pixel_size(self) -> float:
+        """The one pixel size (Å/px) of every particle (to 1e-6 Å).
+
+        Raises
+        ------
+        InputError
+            Optics groups with different pixel sizes, named with theirs (such a set must be
+            rescaled to one pixel size, or split into datasets, before classification).
+        """
+        groups = pd.unique(self.particles["rlnOpticsGroup"]) if len(self) else self.optics["rlnOpticsGroup"].to_numpy()
+        table = self.optics.set_index("rlnOpticsGroup")
+        if "rlnImagePixelSize" not in table:
+            raise InputError(self.source, "optics table has no rlnImagePixelSize")
+        missing = [g for g in groups if g not in table.index]
+        if missing:
+            raise InputError(self.source, f"particles refer to optics group {missing[0]}, which the optics table lacks")
+        sizes = {g: round(float(table.loc[g, "rlnImagePixelSize"]), 6) for g in groups}
+        found = sorted(set(sizes.values()))
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise InputError(self.source, "no optics group with a pixel size")
+        names = table["rlnOpticsGroupName"] if "rlnOpticsGroupName" in table else None
+        parts = [f"group {g}{f' ({names[g]})' if names is not None else ''} {size:g} Å/px"
+                 for g, size in sizes.items()]
+        raise InputError(self.source, f"particles of one set have {len(found)} pixel sizes ({', '.join(parts)}); "
+                                      "rescale them to one (relion_image_handler --rescale_angpix) or give each "
+                                      "pixel size its own dataset")
+
     @property
     def box(self) -> int:
         """Image side in px (the same for every optics group, or an error)."""

@@ -36,9 +36,29 @@ def header_pixel_size(mrc) -> float:
     return float(mrc.voxel_size.x)
 
 
-def _check_data(path: Path, data) -> None:
+def _missing_data(path: Path, mrc) -> str:
+    """Why an MRC file opened without data: truncated (with the sizes) or not an MRC file."""
+    try:
+        from mrcfile.utils import data_dtype_from_header
+
+        h = mrc.header
+        nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
+        dtype = data_dtype_from_header(h)
+        declared = mrc.header.nbytes + int(h.nsymbt) + nx * ny * nz * dtype.itemsize
+    except (ValueError, AttributeError, TypeError):
+        return "MRC file holds no data (not an MRC file)"
+    size = path.stat().st_size
+    what = "images" if path.suffix.lower() == ".mrcs" or int(h.ispg) == 0 else "sections"
+    if size < declared:
+        return (f"truncated: its header declares {nz} {what} of {nx} x {ny} px ({dtype.name}, {declared:,} bytes "
+                f"with the header) but the file has {size:,} bytes; copy or write it again")
+    return "MRC file holds no data (not an MRC file)"
+
+
+def _check_data(path: Path, data, mrc=None) -> None:
     if data is None:
-        raise InputError(path, "MRC file holds no data (truncated or not an MRC file)")
+        raise InputError(path, _missing_data(path, mrc) if mrc is not None else "MRC file holds no data (truncated or "
+                                                                               "not an MRC file)")
     if data.dtype.type not in _FLOAT_DTYPES and data.dtype.kind != "f":
         raise InputError(path, f"unsupported MRC data type {data.dtype}")
 
@@ -53,7 +73,7 @@ def stack_info(path: str | Path) -> dict:
         ``pixel_size`` (Å/px, 0 when unset), ``is_stack`` (mrcfile's image-stack flag).
     """
     with _open(path) as mrc:
-        _check_data(Path(path), mrc.data)
+        _check_data(Path(path), mrc.data, mrc)
         shape = tuple(int(s) for s in mrc.data.shape)
         return {
             "n": 1 if len(shape) == 2 else shape[0],
@@ -91,7 +111,7 @@ class ImageStack:
         self.path = Path(path)
         self._mrc = _open(self.path)
         data = self._mrc.data
-        _check_data(self.path, data)
+        _check_data(self.path, data, self._mrc)
         if data.ndim == 2:
             data = data[None]
         if data.ndim != 3:
@@ -119,7 +139,13 @@ class ImageStack:
             raise InputError(self.path, f"image index {bad + 1} (1-based) is beyond the stack of {self.n} images")
         # Sorted unique reads keep the mmap sequential; then restore the caller's order.
         uniq, inverse = np.unique(idx, return_inverse=True)
-        block = np.asarray(self._data[uniq], dtype=np.float32)
+        if len(uniq) and uniq[-1] - uniq[0] + 1 == len(uniq):
+            # A run of consecutive images (the usual chunk of a stack): one slice, many times faster than a gather.
+            block = np.asarray(self._data[uniq[0]:uniq[-1] + 1], dtype=np.float32)
+        else:
+            block = np.asarray(self._data[uniq], dtype=np.float32)
+        if len(uniq) == len(idx) and np.array_equal(uniq, idx):
+            return block
         return block[inverse]
 
     def close(self) -> None:
@@ -158,7 +184,7 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
     """
     p = Path(path)
     with _open(p) as mrc:
-        _check_data(p, mrc.data)
+        _check_data(p, mrc.data, mrc)
         data = mrc.data
         # Some programs (RELION among them) write maps with the image-stack space group;
         # only an .mrcs name marks a stack for sure.

@@ -23,6 +23,7 @@ from cryosift.errors import InputError
 from cryosift.io.atomic import write_text_atomic
 from cryosift.io.classes import find_cryosparc_class_files, read_cryosparc_classes
 from cryosift.io.convert import read_particles, read_particles_cs
+from cryosift.io.images import check_particle_images
 from cryosift.io.models import ParticleSet, join_image_names
 from cryosift.io.mrc import write_stack
 from cryosift.io.star import class2d_iteration_files, last_finished_iteration, write_particles_star, write_star
@@ -108,7 +109,6 @@ def ingest(kind: str, source: str | Path, out_dir: str | Path, dataset: str, dia
         The content written to dataset.json.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     src = Path(source)
     facts = {"dataset": dataset, "type": kind, "source": str(source)}
     manifest_job = None
@@ -133,13 +133,18 @@ def ingest(kind: str, source: str | Path, out_dir: str | Path, dataset: str, dia
             pset = read_particles(data, pixel_size=pixel_size)
             manifest_job = src if src.is_dir() else src.parent
         elif kind == "cryosparc" and described.has_classes:
+            out.mkdir(parents=True, exist_ok=True)
             manifest_job = _cryosparc_as_class2d(src, out / "Class2D")
             pset = read_particles(last_finished_iteration(manifest_job)["data"])
         else:
             pset = read_particles(src, pixel_size=pixel_size)
     pset = relocate(pset)
     box = pset.box
-    apix = float(np.round(pset.pixel_size[0], 6))
+    apix = pset.common_pixel_size()
+    # Every image is read once here, so a truncated stack or a NaN pixel stops the run at its
+    # first step, with nothing written, rather than hours later inside classification.
+    check_particle_images(pset)
+    out.mkdir(parents=True, exist_ok=True)
     write_particles_star(out / "particles.star", pset)
     if manifest_job is not None:
         write_manifest(out / "classification.json", "input", manifest_job)

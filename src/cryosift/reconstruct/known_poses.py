@@ -19,6 +19,7 @@ from cryosift.errors import InputError
 from cryosift.io.images import read_particle_images
 from cryosift.io.models import ParticleSet
 from cryosift.io.mrc import write_map
+from cryosift.logs import ProgressLog
 from cryosift.reconstruct.backproject import Backprojector, spectral_snr, wiener_regulariser
 from cryosift.reconstruct.particles import (
     assign_half_sets,
@@ -100,6 +101,7 @@ def backproject_particles(pset: ParticleSet, rows: np.ndarray, halves: np.ndarra
         from tqdm import tqdm
 
         starts = tqdm(starts, total=(len(rows) + chunk - 1) // chunk, unit="chunk", desc="backprojecting")
+    done = ProgressLog(log, "backprojected particles", len(rows), every=30.0)
     for s in starts:
         sel = rows[s:s + chunk]
         images = read_particle_images(pset, sel)
@@ -114,6 +116,7 @@ def backproject_particles(pset: ParticleSet, rows: np.ndarray, halves: np.ndarra
             t = torch.as_tensor(pick, device=device)
             rot = torch.as_tensor(rotations[sel[pick]].reshape(-1, 3, 3), device=device)
             bp.insert(freqs, values[t].repeat_interleave(order, 0), weights[t].repeat_interleave(order, 0), rot)
+        done.step(n=len(sel))
     return bps
 
 

@@ -15,11 +15,8 @@ POSE_LABELS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 
 
 def common_pixel_size(pset: ParticleSet) -> float:
-    """The one pixel size (Å/px) shared by all particles, or InputError."""
-    ps = np.unique(np.round(pset.pixel_size, 6))
-    if len(ps) != 1:
-        raise InputError(pset.source, f"particles do not share one pixel size (found {list(ps)} Å/px)")
-    return float(ps[0])
+    """The one pixel size (Å/px) shared by all particles, or InputError (see :meth:`ParticleSet.common_pixel_size`)."""
+    return pset.common_pixel_size()
 
 
 def particle_poses(pset: ParticleSet) -> tuple[np.ndarray, np.ndarray]:

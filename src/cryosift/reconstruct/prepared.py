@@ -7,6 +7,7 @@ read from their stacks once and kept in memory (on the GPU when there is one).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,10 @@ import torch
 
 from cryosift.io.images import read_particle_images
 from cryosift.io.models import ParticleSet
+from cryosift.logs import ProgressLog
 from cryosift.reconstruct.particles import image_transforms, particle_ctfs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -137,6 +141,7 @@ def prepare_particles(pset: ParticleSet, disc: Disc, pixel_size: float, device, 
         from tqdm import tqdm
 
         starts = tqdm(starts, total=(n + chunk - 1) // chunk, unit="chunk", desc="reading particles")
+    done = ProgressLog(log, "particles read", n, every=30.0)
     for s in starts:
         rows = np.arange(s, min(n, s + chunk))
         images = torch.as_tensor(read_particle_images(pset, rows), device=device)
@@ -146,6 +151,7 @@ def prepare_particles(pset: ParticleSet, disc: Disc, pixel_size: float, device, 
         sums["noise"] += _shell_sums(background.abs() ** 2, disc.shell, n_shell)
         sums["power"] += _shell_sums(values[s:s + len(rows)].abs() ** 2, disc.shell, n_shell)
         sums["ctf"] += _shell_sums(ctfs[s:s + len(rows)] ** 2, disc.shell, n_shell)
+        done.step(n=len(rows))
     count = torch.zeros(n_shell, dtype=torch.float64, device=device).index_add_(
         0, disc.shell, torch.ones(k, dtype=torch.float64, device=device)) * n
     power = (sums["power"] / count.clamp_min(1)).float()

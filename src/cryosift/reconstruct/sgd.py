@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cryosift.logs import ProgressLog
 from cryosift.reconstruct.backproject import Backprojector
 from cryosift.reconstruct.particles import undo_origin
 from cryosift.reconstruct.posesearch import (
@@ -162,6 +163,8 @@ class AbinitOptimiser:
         self.mask = soft_sphere(self.work_box, 0.5 * search.mask_diameter / voxel, max(2.0, 0.05 * self.work_box),
                                 self.device)
         self.history = []
+        self.progress: ProgressLog | None = None  # one log line per iteration while run() runs
+        self.phase = "start 1"
         self.selected_start = 0
         self.volume = self.initial_map(0)
 
@@ -282,8 +285,10 @@ class AbinitOptimiser:
         self.history.append({"iteration": it + 1, "start": stream, "resolution_A": self.box * self.pixel_size / radius,
                              "batch": m, "temperature": temp, "mean_max_probability": float(prob.max(1).values.mean()),
                              "log_likelihood": math.nan, "seconds": time.perf_counter() - t0})
-        log.debug("ab initio iteration %(iteration)d (start %(start)d): %(resolution_A).1f Å, %(batch)d particles, "
-                  "T=%(temperature).2f, <max p>=%(mean_max_probability).3f, %(seconds).1f s", self.history[-1])
+        if self.progress is not None:
+            self.progress.step("iteration {iteration} ({phase}): {resolution_A:.1f} Å, {batch} particles, "
+                               "T={temperature:.2f}, <max p>={mean_max_probability:.3f}, {seconds:.1f} s"
+                               .format(phase=self.phase, **self.history[-1]))
         if callback is not None:
             callback(it, rows, rot[:, 0], sh[:, 0])
 
@@ -310,6 +315,7 @@ class AbinitOptimiser:
         sched = self.schedule
         select = sched.selection_iteration() if sched.starts > 1 else 0
         total = sched.starts * select + sched.iterations - select
+        self.progress = ProgressLog(log, "ab initio", total)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -318,6 +324,7 @@ class AbinitOptimiser:
         best = None
         for start in range(sched.starts if select else 0):
             self.volume = self.initial_map(start)
+            self.phase = f"start {start + 1} of {sched.starts}"
             for it in range(select):
                 self.step(it, start, callback)
                 if bar is not None:
@@ -333,12 +340,14 @@ class AbinitOptimiser:
             self.volume, self.selected_start = best[2], best[1]
         else:
             self.volume, self.selected_start = self.initial_map(0), 0
+        self.phase = f"start {self.selected_start + 1}" + (" selected" if select else "")
         for it in range(select, sched.iterations):
             self.step(it, 0, callback)
             if bar is not None:
                 bar.update()
         if bar is not None:
             bar.close()
+        self.progress = None
 
     def final_poses(self, chunk: int = 500, progress: bool = False):
         """Best pose of every particle against the final map (temperature 1, three local rounds).
@@ -357,6 +366,7 @@ class AbinitOptimiser:
         projector = DiscProjector(self.volume)
         rots, shifts, probs = [], [], []
         starts = range(0, n, chunk)
+        done = ProgressLog(log, "final poses (particles)", n, every=30.0)
         if progress:
             from tqdm import tqdm
 
@@ -367,4 +377,5 @@ class AbinitOptimiser:
             rots.append(rot[:, 0].cpu())
             shifts.append(sh[:, 0].cpu())
             probs.append(torch.softmax(score, 1)[:, 0].cpu())
+            done.step(n=len(rows))
         return (torch.cat(rots).double().numpy(), torch.cat(shifts).double().numpy(), torch.cat(probs).double().numpy())

@@ -24,6 +24,7 @@ from cryosift.errors import InputError, require_file
 from cryosift.fourier import fourier_crop
 from cryosift.io import StackWriter, dataset_from_particles, write_cs, write_map, write_particles_star
 from cryosift.io.atomic import atomic_path, write_text_atomic
+from cryosift.logs import ProgressLog
 from cryosift.io.models import ParticleSet
 from cryosift.simulate.junk import junk_counts
 from cryosift.simulate.particles import Simulator
@@ -154,6 +155,7 @@ def simulate_dataset(spec: SimulationSpec, out_dir: str | Path, progress: bool =
     small_writer = (StackWriter(binned["binned_mrcs"], n, spec.binned_box, binned_apix, label=label)
                     if spec.binned_box else contextlib.nullcontext())
     with StackWriter(paths["particles_mrcs"], n, box, spec.pixel_size, label=label) as writer, small_writer as small:
+        done = ProgressLog(log, "simulated images", n, every=30.0)
         with tqdm(total=n, unit="img", disable=not progress, desc="simulate") as bar:
             for start in range(0, n, chunk):
                 images = sim.render(table.iloc[start:start + chunk])
@@ -161,6 +163,7 @@ def simulate_dataset(spec: SimulationSpec, out_dir: str | Path, progress: bool =
                 if small is not None:
                     small.write(fourier_crop(torch.from_numpy(images), spec.binned_box).numpy())
                 bar.update(len(images))
+                done.step(n=len(images))
     write_map(paths["map_mrc"], truth.volume, spec.pixel_size, label=label)
     write_model(paths["model_cif"], truth.structure)
     pset = particle_set(table, spec, box, spec.pixel_size, source=paths["particles_star"])

@@ -297,9 +297,9 @@ def classify2d(particles: ParticleSet | str | Path, job_dir: str | Path, params:
 def _classify(particles, job_dir, params: Class2DParams, dev: torch.device, resume: bool, memory_budget: int | None,
               export: bool, t_start: float) -> Class2DResult:
     pset = particles if isinstance(particles, ParticleSet) else read_particles(particles)
+    apix = pset.common_pixel_size() if len(pset) else 1.0
     job = Path(job_dir)
     job.mkdir(parents=True, exist_ok=True)
-    apix = float(pset.pixel_size[0]) if len(pset) else 1.0
     box = classification_box(pset.box, apix, params.box, params.highres_limit)
     data = ParticleData(pset, box, params.particle_diameter, job, dev, memory_budget)
     settings = _settings(params, data)

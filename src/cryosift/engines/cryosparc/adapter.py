@@ -6,7 +6,8 @@ gets back :class:`JobRef` records or cryosparc-tools ``Dataset`` objects. Tests 
 the adapter with a recording fake that honours the same methods.
 
 Every failure leaves as :class:`~cryosift.errors.EngineError` (or
-:class:`~cryosift.errors.InputError` for a missing project, workspace or credentials),
+:class:`~cryosift.errors.InputError` for a missing project, workspace or credentials, and
+for a server that does not answer, at login or in the middle of a run: one line naming it),
 with the password and its digest scrubbed from the text. The server's major.minor version
 must equal cryosparc-tools' (tools 5.0.x for CryoSPARC v5.0, 4.x for v4.x).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +24,15 @@ from typing import Any, Callable
 
 from cryosift.engines.cryosparc.credentials import ConnectionSettings, Secret
 from cryosift.errors import EngineError, InputError
+from cryosift.logs import elapsed
 
 log = logging.getLogger(__name__)
 
 ENGINE = "cryosparc"
 #: Job statuses after which a job does not change by itself.
 DONE = ("completed", "killed", "failed")
+#: Seconds between the status lines logged while waiting for a job.
+WAIT_REPORT_S = 300
 
 
 @dataclass
@@ -110,10 +115,28 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
-def connection_error(settings: ConnectionSettings, exc: BaseException) -> Exception:
-    """Translate a failure to log in into a clear EngineError or InputError (no secrets)."""
+def transport_failure(exc: BaseException) -> BaseException | None:
+    """The network failure behind ``exc`` (refused or dropped connection, timeout), if any.
+
+    Only failures of the connection to the server count: a local file error while saving a
+    download is not the server's.
+    """
     import httpx
 
+    for e in _chain(exc):
+        if isinstance(e, (httpx.TransportError, ConnectionError, TimeoutError)):
+            return e
+    return None
+
+
+def unreachable(base_url: str, what: str, cause: BaseException, secret: Secret, advice: str) -> InputError:
+    """One line for a server that does not answer: where, during what, the network error, what to do."""
+    text = " ".join(f"{type(cause).__name__}: {cause}".split())  # httpx messages may span lines
+    return InputError(base_url, secret.scrub(f"CryoSPARC did not answer while {what} ({text}); {advice}"))
+
+
+def connection_error(settings: ConnectionSettings, exc: BaseException) -> Exception:
+    """Translate a failure to log in into a clear EngineError or InputError (no secrets)."""
     where = f"connecting to CryoSPARC at {settings.base_url} as {settings.email}"
     chain = _chain(exc)
     for e in chain:
@@ -122,11 +145,10 @@ def connection_error(settings: ConnectionSettings, exc: BaseException) -> Except
             return EngineError(ENGINE, where, None,
                                f"the server refused the e-mail/password (HTTP {code}); check cryosparc.email and "
                                f"the password from {settings.password_source}")
-    for e in chain:
-        if isinstance(e, (httpx.TransportError, OSError)):
-            return EngineError(ENGINE, where, None,
-                               settings.password.scrub(f"server unreachable ({type(e).__name__}: {e}); check "
-                                                       "cryosparc.base_url and that CryoSPARC is running"))
+    cause = transport_failure(exc)
+    if cause is not None:
+        return unreachable(settings.base_url, f"logging in as {settings.email}", cause, settings.password,
+                           "check cryosparc.base_url and that CryoSPARC is running")
     if isinstance(exc, ValueError) and "authentication" in str(exc).lower():
         return InputError(None, f"no CryoSPARC credentials for {settings.base_url}")
     mm = major_minor(tools_version())
@@ -197,6 +219,12 @@ class CryosparcAdapter:
             code = getattr(exc, "code", None)
             if missing and code == 404:
                 raise InputError(None, f"{missing} not found on the CryoSPARC server") from None
+            cause = transport_failure(exc)
+            if cause is not None:  # the server went away (stopped, restarted, network): one line, then rerun
+                where = self._settings.base_url if self._settings is not None else getattr(self._cs, "base_url", None)
+                raise unreachable(where or "CryoSPARC server", what, cause, self._secret,
+                                  "jobs already queued go on running there: run again when the server is back "
+                                  "and the run takes them up") from None
             text = self._secret.scrub(f"{type(exc).__name__}: {exc}")
             raise EngineError(ENGINE, what, None, text[-3000:]) from None
 
@@ -270,7 +298,7 @@ class CryosparcAdapter:
 
     def job(self, project: str, uid: str) -> JobRef:
         """The current state of one job."""
-        return self._ref(self._job(project, uid).model)
+        return self._call(f"reading {project} {uid}", lambda: self._ref(self._job(project, uid).model))
 
     def create_job(self, project: str, workspace: str, type: str, params: dict, connections: dict, title: str,
                    tags=()) -> JobRef:
@@ -292,9 +320,20 @@ class CryosparcAdapter:
         self._call(f"queuing {project} {uid}", lambda: self._job(project, uid).queue(lane=lane))
 
     def wait(self, project: str, uid: str, statuses=DONE, timeout: int | None = None) -> str:
-        """Wait until the job reaches one of ``statuses``; returns the status it has then."""
-        return self._call(f"waiting for {project} {uid}",
-                          lambda: self._job(project, uid).wait_for_status(list(statuses), timeout=timeout))
+        """Wait until the job reaches one of ``statuses`` (at most ``timeout`` s); returns the status it has then.
+
+        While it waits, the job's status is logged every :data:`WAIT_REPORT_S` seconds, so a
+        rule's log shows a job that runs for hours as alive.
+        """
+        job = self._job(project, uid)
+        t0 = time.monotonic()
+        while True:
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - t0))
+            part = WAIT_REPORT_S if left is None else min(WAIT_REPORT_S, left)
+            status = self._call(f"waiting for {project} {uid}", job.wait_for_status, list(statuses), timeout=part)
+            if status in statuses or (left is not None and left <= part):
+                return status
+            log.info("%s %s: %s, waited %s", project, uid, status, elapsed(time.monotonic() - t0))
 
     def queue_and_wait(self, project: str, uid: str, lane: str | None = None, timeout: int | None = None) -> str:
         """Queue a job and wait until it is completed, failed or killed; returns that status."""
