@@ -157,21 +157,26 @@ function columns() {
 }
 
 // ---- grades ------------------------------------------------------------------------------
+// The class is taken and the selection moves on at the key press, so fast typing grades
+// consecutive classes; the badge shows the grade the server stored (or the old one on error).
 async function setGrade(grade) {
-  const c = state.order[state.selected];
+  const index = state.selected;
+  const c = state.order[index];
   if (!c) return;
+  const step = state.step;
+  if (grade !== null) select(index + 1);
   try {
     const r = await api("/api/grade", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ step: state.step, class: c.class, grade: grade }),
+      body: JSON.stringify({ step: step, class: c.class, grade: grade }),
     });
+    if (state.step !== step) return;
     c.grade = r.grade;
-    const tile = $("gallery").children[state.selected];
-    tile.querySelector(".grade").textContent = r.grade || "";
+    const tile = $("gallery").children[index];
+    if (tile) tile.querySelector(".grade").textContent = r.grade || "";
     renderLegend();
     showMessage("");
     if (!$("detail").hidden) openDetail();
-    if (grade !== null) select(state.selected + 1);
   } catch (err) {
     showMessage(err.message);
   }
