@@ -200,11 +200,38 @@ def test_a_lone_scores_star_finds_its_job(results):
     assert table.kept_source == "scores"
 
 
-def test_review_listens_on_localhost_by_default():
-    from cryosift.cli import build_parser
+def test_the_command_serves_the_page_on_localhost_only(results, tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
 
-    args = build_parser().parse_args(["review", "results"])
-    assert args.host == "127.0.0.1" and args.port == 8765
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "cryosift", "review", str(results), "--port", str(port),
+                             "--grades", str(tmp_path / "g.csv")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/steps", timeout=5) as r:
+                    steps = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, "the server did not start"
+                time.sleep(0.5)
+        assert [s["key"] for s in steps["steps"]] == ["ds1/round1", "ds1/final"]
+        import psutil  # installed with snakemake
+
+        listening = [c for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"]
+        assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    assert f"open http://localhost:{port}/" in out
 
 
 def test_fine_tuning_from_the_page_shows_scores_before_and_after(results, client, tmp_path):

@@ -12,6 +12,7 @@ untouched.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -31,6 +32,17 @@ from cryosift.scoring.outputs import read_scores
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+)")
 #: Share of the progress bar given to training; rescoring the graded jobs takes the rest.
 TRAIN_SHARE = 0.85
+
+
+def _alive(pid) -> bool:
+    """Whether another review server (that runs a fine-tuning of the same grades) still lives."""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _tail(path: Path, lines: int = 8) -> str:
@@ -79,7 +91,7 @@ class FineTuner:
         if not runs:
             return {"phase": "none"}
         status = json.loads((runs[-1] / "status.json").read_text())
-        if status["phase"] in ("training", "rescoring") and not self.running():
+        if status["phase"] in ("training", "rescoring") and not self.running() and not _alive(status.get("server")):
             status["phase"] = "interrupted"
             status["message"] = "the server stopped while this run was going; start it again"
         return status
@@ -100,7 +112,7 @@ class FineTuner:
             A run is going, there are no grades, or a graded class has no known job.
         """
         with self._lock:
-            if self.running():
+            if self.running() or self.status()["phase"] in ("training", "rescoring"):
                 raise InputError(None, "a fine-tuning run is already going; wait for it to finish")
             table = self.grades.read()
             if len(table) == 0:
@@ -124,7 +136,7 @@ class FineTuner:
             snapshot["job"] = jobs
             snapshot.to_csv(run / "grades.csv", index=False)
             status = {"run": run.name, "phase": "training", "progress": 0.0, "message": "starting training",
-                      "graded": len(snapshot), "started": time.time()}
+                      "graded": len(snapshot), "started": time.time(), "server": os.getpid()}
             self._write(run, status)
             self._thread = threading.Thread(target=self._run, args=(run, snapshot, status), daemon=True)
             self._thread.start()
