@@ -40,7 +40,7 @@ def add_args(parser):
 
 
 def main(args):
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
     from cryosift.review import create_app
 
@@ -57,6 +57,14 @@ def main(args):
     if not loopback:
         log.warning("listening on %s: anyone who can reach this machine can see these results and change the "
                     "grades (no login)", args.host)
+    try:
+        server = make_server(args.host, args.port, app, threaded=True)  # one thread per request
+    except OSError as exc:
+        raise InputError(None, f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     log.info("%d steps under %s; grades in %s", len(review.steps), args.path, review.grades.path)
     log.info("open http://%s:%d/ (Ctrl-C stops)", "localhost" if loopback else args.host, args.port)
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
