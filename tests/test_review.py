@@ -265,3 +265,15 @@ def test_fine_tuning_from_the_page_shows_scores_before_and_after(results, client
     assert status["result"]["mean_abs_diff_after"] == pytest.approx(
         np.mean([abs(r["after"] - r["grade_value"]) for r in rows]))
     assert model.config.provenance["fine_tuned_from"].endswith("default.pt")
+
+
+def test_rescored_fine_tuning_runs_are_not_listed_as_steps(results, tmp_path):
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy, ignore=shutil.ignore_patterns("review"))
+    run = copy / "review/finetune/run001/scores/1"
+    run.mkdir(parents=True)
+    shutil.copy(copy / "score/ds1/final/scores.star", run / "scores.star")
+    steps = create_app(copy).test_client().get("/api/steps").get_json()["steps"]
+    assert [s["key"] for s in steps] == ["ds1/round1", "ds1/final"]

@@ -81,8 +81,8 @@ class Review:
     def __init__(self, path: str | Path, grades: str | Path | None = None, init: str = "default", train_args=(),
                  score_args=()):
         self.path = Path(path)
-        self.steps = {s.key: s for s in find_steps(self.path)}
         self.grades = GradeBook(grades if grades is not None else default_grades_path(self.path))
+        self.steps = self._find()
         self.finetune = FineTuner(self.grades.path.parent / "finetune", self.grades, self.scores_of, init=init,
                                   train_args=train_args, score_args=score_args)
         self._tables: dict = {}
@@ -91,9 +91,17 @@ class Review:
     def refresh(self) -> None:
         """Look again for steps (the workflow may have scored more since the server started)."""
         try:
-            self.steps = {s.key: s for s in find_steps(self.path)}
+            self.steps = self._find()
         except InputError:
             pass
+
+    def _find(self) -> dict:
+        """Steps under the path, less the rescoring of fine-tuning runs (kept beside the grades)."""
+        runs = (self.grades.path.parent / "finetune").resolve()
+        steps = {s.key: s for s in find_steps(self.path) if not s.scores.resolve().is_relative_to(runs)}
+        if not steps:
+            raise InputError(self.path, "no scores.star below this folder other than fine-tuning runs")
+        return steps
 
     def step(self, key: str) -> Step:
         if key not in self.steps:
