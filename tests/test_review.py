@@ -234,7 +234,11 @@ def test_the_command_serves_the_page_on_localhost_only(results, tmp_path):
     assert f"open http://localhost:{port}/" in out
 
 
-def test_fine_tuning_from_the_page_shows_scores_before_and_after(results, client, tmp_path):
+def test_fine_tuning_from_the_page_shows_scores_before_and_after(results, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # grades named relative to the working folder, as on the command line
+    client = create_app(results, grades="grades.csv",
+                        train_args=["--epochs", "1", "--batch-size", "2", "-j", "1", "--device", "cpu"],
+                        score_args=["--device", "cpu", "-j", "1"]).test_client()
     r = client.post("/api/finetune")
     assert r.status_code == 400 and "no grades yet" in r.get_json()["error"]
     for cls, g in ((1, "A"), (4, "F"), (6, "C")):

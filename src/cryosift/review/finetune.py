@@ -72,7 +72,7 @@ class FineTuner:
 
     def __init__(self, folder: str | Path, grades: GradeBook, before: Callable[[str, str], dict],
                  init: str = "default", train_args=(), score_args=()):
-        self.folder = Path(folder)
+        self.folder = Path(folder).resolve()  # the children run in the run folder
         self.grades = grades
         self.before = before
         self.init = str(init)

@@ -113,6 +113,17 @@ function sortedClasses() {
   });
 }
 
+// The value the gallery is sorted by, under each class (beside its score).
+function sortValue(c) {
+  switch (state.sort) {
+    case "distribution": return c.distribution === null ? "" : `${(100 * c.distribution).toFixed(1)} %`;
+    case "resolution_A": return c.resolution_A === null ? "" : `${fmt(c.resolution_A, 1)} Å`;
+    case "mass_kDa": return c.mass_kDa === null ? "" : `${fmt(c.mass_kDa, 0)} kDa`;
+    case "particles": return c.particles === null ? "" : `${fmt(c.particles)} ptcl`;
+    default: return "";
+  }
+}
+
 function renderGallery() {
   const g = $("gallery");
   g.innerHTML = "";
@@ -125,7 +136,8 @@ function renderGallery() {
     tile.dataset.index = i;
     tile.innerHTML = `<img loading="lazy" alt="class ${c.class}" src="${c.image}">` +
       `<div class="band-bar" style="background:${bandColour(c.band)}"></div>` +
-      `<div class="caption"><span>#${c.class}</span><span class="score" style="color:${bandColour(c.band)}">${c.score.toFixed(2)}</span></div>` +
+      `<div class="caption"><span>#${c.class}</span><span class="key">${sortValue(c)}</span>` +
+      `<span class="score" style="color:${bandColour(c.band)}">${c.score.toFixed(2)}</span></div>` +
       `<span class="grade">${c.grade || ""}</span>` + (c.round_status ? `<span class="status">${c.round_status}</span>` : "");
     tile.title = `class ${c.class}: score ${c.score.toFixed(3)}, ${fmt(c.particles)} particles, ${fmt(c.resolution_A, 1)} Å, ${fmt(c.mass_kDa, 0)} kDa`;
     tile.addEventListener("click", () => { select(i); g.focus(); });
@@ -237,7 +249,7 @@ function showFinetune(s) {
   const res = $("finetune-result");
   if (s.phase === "done" && s.result) {
     const rows = s.result.classes.map((r) =>
-      `<tr><td>${r.dataset}/${r.step} #${r.class}</td><td>${r.grade}</td><td>${fmt(r.before, 2)}</td><td>${fmt(r.after, 2)}</td></tr>`);
+      `<tr><td title="${r.dataset} / ${r.step}">${r.step} #${r.class}</td><td>${r.grade}</td><td>${fmt(r.before, 2)}</td><td>${fmt(r.after, 2)}</td></tr>`);
     res.innerHTML = `<p class="small">model: ${s.model}</p>` +
       `<p>mean |score − grade|: ${fmt(s.result.mean_abs_diff_before, 2)} before, ${fmt(s.result.mean_abs_diff_after, 2)} after</p>` +
       `<table id="finetune-table"><tr><th>class</th><th>grade</th><th>before</th><th>after</th></tr>${rows.join("")}</table>`;
