@@ -281,3 +281,14 @@ def test_rescored_fine_tuning_runs_are_not_listed_as_steps(results, tmp_path):
     shutil.copy(copy / "score/ds1/final/scores.star", run / "scores.star")
     steps = create_app(copy).test_client().get("/api/steps").get_json()["steps"]
     assert [s["key"] for s in steps] == ["ds1/round1", "ds1/final"]
+
+
+def test_two_pages_on_one_grades_file_keep_both_sets_of_grades(results, tmp_path):
+    """Two tabs, or two servers, grading the same results: neither overwrites the other's grades."""
+    first, second = (create_app(results, grades=tmp_path / "grades.csv").test_client() for _ in range(2))
+    assert grade(first, "ds1/final", 1, "A").status_code == 200
+    assert grade(second, "ds1/final", 2, "D").status_code == 200  # the second page never read class 1
+    assert grade(first, "ds1/final", 3, "B").status_code == 200
+    assert grade(second, "ds1/final", 1, "C").status_code == 200  # the last grade of a class wins
+    shown = {c["class"]: c["grade"] for c in first.get("/api/classes?step=ds1/final").get_json()["classes"]}
+    assert {k: v for k, v in shown.items() if v} == {1: "C", 2: "D", 3: "B"}
