@@ -292,3 +292,12 @@ def test_two_pages_on_one_grades_file_keep_both_sets_of_grades(results, tmp_path
     assert grade(second, "ds1/final", 1, "C").status_code == 200  # the last grade of a class wins
     shown = {c["class"]: c["grade"] for c in first.get("/api/classes?step=ds1/final").get_json()["classes"]}
     assert {k: v for k, v in shown.items() if v} == {1: "C", 2: "D", 3: "B"}
+
+
+def test_a_grades_file_that_is_not_one_is_left_alone(client, tmp_path):
+    (tmp_path / "grades.csv").write_text("image,score\n000001@x.mrcs,2\n")
+    r = grade(client, "ds1/final", 1, "A")
+    assert r.status_code == 400
+    assert r.get_json()["error"] == f"{tmp_path / 'grades.csv'}: no dataset, step, job, class, grade column " \
+                                    "(a grades CSV has dataset, step, job, class, grade)"
+    assert (tmp_path / "grades.csv").read_text() == "image,score\n000001@x.mrcs,2\n"
