@@ -38,7 +38,7 @@ def gallery_order(table: pd.DataFrame, sort: bool = True) -> np.ndarray:
     return np.lexsort((table["class"].to_numpy(), table["score"].to_numpy()))
 
 
-def _contrast(img: np.ndarray) -> np.ndarray:
+def contrast_stretch(img: np.ndarray) -> np.ndarray:
     """Scale one image to [0, 1] between its 0.5th and 99.5th percentiles."""
     lo, hi = np.percentile(img, [0.5, 99.5])
     return np.clip((img - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(img)
@@ -79,7 +79,7 @@ def write_gallery(path: str | Path, images: np.ndarray, table: pd.DataFrame, col
     for slot, i in enumerate(order):
         r, c = divmod(slot, columns)
         y0, x0 = r * cell_h + strip, c * cell_w + gap // 2
-        montage[y0:y0 + box, x0:x0 + box] = _contrast(np.asarray(images[i], dtype=np.float64))
+        montage[y0:y0 + box, x0:x0 + box] = contrast_stretch(np.asarray(images[i], dtype=np.float64))
         score = float(table["score"].iloc[i])
         ax.text(x0 + box / 2, y0 - strip / 2, f"{int(table['class'].iloc[i])}: {score:.2f}", ha="center",
                 va="center", fontsize=8, color=band_colour(score))
