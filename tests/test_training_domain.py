@@ -58,7 +58,7 @@ def test_default_tiny_dataset_is_that_of_the_generator_before_the_options(tmp_pa
 # ---- real structures -------------------------------------------------------------------------
 
 def test_real_fraction_draws_entries_that_fit_and_leaves_pseudo_draws_alone():
-    wide = dict(box=(64, 96), pixel_size=(0.8, 2.0), real_entries=("1S3X", "4V5D"))
+    wide = dict(box=(64, 96), pixel_size=(0.8, 2.0), real_entries=("1S3X", "4V5D"), mass_kda=(40.0, 60.0))
     real = GenerationSettings(real_fraction=0.5, **wide)
     plain = GenerationSettings(**wide)
     kinds = []
@@ -142,7 +142,7 @@ def test_relion_averages_and_many_classes_in_a_tiny_dataset(tmp_path):
 
 
 def test_class_range_is_a_setting():
-    s = GenerationSettings(classes=(50, 100))
+    s = GenerationSettings(classes=(50, 100), mass_kda=(40.0, 60.0))  # small pseudo-proteins: quick draws
     ks = [draw_settings(i, 4, s)["classify"]["classes"] for i in range(8)]
     assert all(50 <= k <= 100 for k in ks) and len(set(ks)) > 1
 
@@ -160,3 +160,13 @@ def test_round_trip_of_options():
     s = GenerationSettings(real_fraction=0.3, real_entries=("1S3X",), averages="relion")
     assert GenerationSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     assert math.isclose(GenerationSettings.from_dict({}).real_fraction, 0.0)
+
+
+def test_drawn_diameter_of_a_membrane_entry_is_the_simulators():
+    from cryosift.scoring.training.generate import entry_diameter_A
+    from cryosift.simulate.spec import SimulationSpec
+    from cryosift.simulate.structure import load_true_structure
+
+    truth = load_true_structure(SimulationSpec(structure="pdb:4PGR", box=64, pixel_size=2.0))
+    assert truth.micelle is not None
+    assert entry_diameter_A("4PGR") == pytest.approx(truth.diameter_A, rel=0.02)
