@@ -12,6 +12,10 @@ The folder keeps ``averages.npz`` (class-average stacks per graded iteration),
 ``classes.csv`` (one row per class average: features, ground-truth measures, grade) and
 ``settings.json``; the particles and the classification job are deleted unless ``keep``.
 ``classes.csv`` is written last and marks a finished dataset.
+
+Opt-in options move the data towards real jobs (issue 28; off by default, which leaves the
+output as it was): real structures of the shipped set (``real_fraction``), averages masked as
+RELION stores them (``averages="relion"``), and the K range (``classes``).
 """
 
 from __future__ import annotations
@@ -32,10 +36,10 @@ from cryosift.errors import InputError
 from cryosift.io import read_class_averages, read_map, read_particles_star
 from cryosift.io.atomic import atomic_path, write_text_atomic
 from cryosift.scoring.features import class_features
-from cryosift.simulate.atomic_models import get_entry
 from cryosift.scoring.training.grades import class_grade, grade_letter
 from cryosift.scoring.training.render import relion_render
 from cryosift.scoring.training.truth import IdealAverages, class_measures, member_table
+from cryosift.simulate.atomic_models import get_entry
 
 log = logging.getLogger(__name__)
 
