@@ -12,6 +12,10 @@ The folder keeps ``averages.npz`` (class-average stacks per graded iteration),
 ``classes.csv`` (one row per class average: features, ground-truth measures, grade) and
 ``settings.json``; the particles and the classification job are deleted unless ``keep``.
 ``classes.csv`` is written last and marks a finished dataset.
+
+Opt-in options move the data towards real jobs (issue 28; off by default, which leaves the
+output as it was): real structures of the shipped set (``real_fraction``), averages masked as
+RELION stores them (``averages="relion"``), and the K range (``classes``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +37,9 @@ from cryosift.io import read_class_averages, read_map, read_particles_star
 from cryosift.io.atomic import atomic_path, write_text_atomic
 from cryosift.scoring.features import class_features
 from cryosift.scoring.training.grades import class_grade, grade_letter
+from cryosift.scoring.training.render import relion_render
 from cryosift.scoring.training.truth import IdealAverages, class_measures, member_table
+from cryosift.simulate.atomic_models import get_entry
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,17 @@ class GenerationSettings:
         Iterations whose class averages are graded (the last one always is).
     views_weight, preferred_weight, uniform_weight : float
         Odds of the three orientation distributions.
+    real_fraction : float
+        Fraction of the datasets simulated from a real structure of the shipped set
+        (:mod:`cryosift.simulate.atomic_models`) instead of a pseudo-protein; 0 (default) keeps
+        every dataset a pseudo-protein. The entry is drawn uniformly among those that fit the
+        largest box at the coarsest pixel size (``real_entries`` narrows the choice).
+    real_entries : tuple of str
+        PDB ids the real structures are drawn from; empty (default): every shipped entry that fits.
+    averages : str
+        ``builtin`` (default): the builtin engine's class averages as it writes them;
+        ``relion``: re-rendered as RELION stores them (:func:`relion_render`) before they are
+        graded and stored.
     """
 
     particles: tuple = (800, 1500)
@@ -85,9 +103,18 @@ class GenerationSettings:
     views_weight: float = 0.6
     preferred_weight: float = 0.25
     uniform_weight: float = 0.15
+    real_fraction: float = 0.0
+    real_entries: tuple = ()
+    averages: str = "builtin"
 
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        """Settings as JSON-ready values; the opt-in training-domain options only when set, so a
+        default dataset's settings.json is what it was before they existed."""
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        for k in OPT_IN:
+            if d[k] == (list(DEFAULT_OPT_IN[k]) if isinstance(DEFAULT_OPT_IN[k], tuple) else DEFAULT_OPT_IN[k]):
+                del d[k]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "GenerationSettings":
@@ -96,7 +123,29 @@ class GenerationSettings:
         unknown = sorted(set(d) - names)
         if unknown:
             raise InputError(None, f"unknown training-data setting(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        out = cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        """Raise InputError for opt-in options outside their domain."""
+        if not 0.0 <= float(self.real_fraction) <= 1.0:
+            raise InputError(None, f"real_fraction must be within 0-1, not {self.real_fraction!r}")
+        if self.averages not in AVERAGE_STYLES:
+            raise InputError(None, f"averages must be one of {', '.join(AVERAGE_STYLES)}, not {self.averages!r}")
+        for name in self.real_entries:
+            get_entry(str(name))
+        if int(self.classes[0]) < 1 or int(self.classes[1]) < int(self.classes[0]):
+            raise InputError(None, f"classes must be a range [min, max] with 1 <= min <= max, not {list(self.classes)}")
+
+
+#: Options of the training domain that are off by default (issue 28); omitted from settings.json when off.
+OPT_IN = ("real_fraction", "real_entries", "averages")
+DEFAULT_OPT_IN = {"real_fraction": 0.0, "real_entries": (), "averages": "builtin"}
+#: Ways of rendering the class averages that are graded and stored.
+AVERAGE_STYLES = ("builtin", "relion")
+#: Smallest box / particle diameter a real structure is simulated at (the simulator warns above 0.85).
+MIN_BOX_RATIO = 1.2
 
 
 def _diameter(mass: float, shape: str, seed: int) -> float:
@@ -107,28 +156,106 @@ def _diameter(mass: float, shape: str, seed: int) -> float:
     return float(2.0 * np.max(np.linalg.norm(xyz - xyz.mean(axis=0), axis=1)) + 4.0)
 
 
+@lru_cache(maxsize=None)
+def entry_diameter_A(entry_id: str, largest_field_A: float = math.inf) -> float:
+    """Diameter (Å) of a shipped real structure as the simulator measures it, micelle included.
+
+    Twice the largest atom distance from the mean atom position, plus 4 Å; for membrane
+    proteins at least the extent of the micelle, measured on a 4 Å/px map as the simulator
+    does. An entry whose atoms alone do not fit ``largest_field_A / MIN_BOX_RATIO`` is not
+    mapped (its atom diameter is returned): it cannot be simulated in the allowed boxes.
+    """
+    from cryosift.density import model_coordinates
+    from cryosift.simulate.atomic_models import MicelleSpec, load_structure, micelle_for
+    from cryosift.simulate.spec import SimulationSpec
+    from cryosift.simulate.structure import load_true_structure
+
+    entry = get_entry(entry_id)
+    xyz = model_coordinates(load_structure(entry))
+    diameter = float(2.0 * np.max(np.linalg.norm(xyz - xyz.mean(axis=0), axis=1)) + 4.0)
+    if micelle_for(entry, None) is None or diameter * MIN_BOX_RATIO > largest_field_A:
+        return diameter
+    apix = 4.0
+    reach = diameter + 2.0 * (MicelleSpec().shell_A + 20.0)
+    box = int(math.ceil(reach / apix / 2.0) * 2)
+    spec = SimulationSpec(structure=f"pdb:{entry.id}", box=box, pixel_size=apix)
+    return float(load_true_structure(spec).diameter_A)
+
+
+def draw_real_entry(index: int, seed: int, settings: GenerationSettings) -> tuple[str, float] | None:
+    """The real structure of training dataset ``index``, or None for a pseudo-protein.
+
+    With probability ``real_fraction`` the dataset is a real structure, drawn uniformly among
+    the candidate entries whose particle fits ``MIN_BOX_RATIO`` diameters into the largest box
+    at the coarsest pixel size. Uses its own random stream, so the other draws of a dataset do
+    not depend on this setting, and none is made when it is 0.
+
+    Returns
+    -------
+    (str, float) or None
+        PDB id and particle diameter in Å.
+    """
+    s = settings
+    if float(s.real_fraction) <= 0.0:
+        return None
+    rng = np.random.default_rng([int(seed), 102, int(index)])
+    if rng.random() >= float(s.real_fraction):
+        return None
+    from cryosift.simulate.atomic_models import list_structures
+
+    largest = float(max(s.box)) * float(max(s.pixel_size))
+    ids = [get_entry(str(e)).id for e in s.real_entries] or [e.id for e in list_structures()]
+    # The first of a random order that fits: uniform over the entries that fit, and only
+    # the entries tried are loaded.
+    for entry_id in rng.permutation(sorted(set(ids))):
+        diameter = entry_diameter_A(str(entry_id), largest)
+        if diameter * MIN_BOX_RATIO <= largest:
+            return str(entry_id), diameter
+    raise InputError(None, f"no real structure among {', '.join(sorted(set(ids)))} fits a {max(s.box)} px box "
+                           f"at {max(s.pixel_size)} Å/px (with {MIN_BOX_RATIO} diameters across)")
+
+
+def _fit_real(diameter: float, rng: np.random.Generator, s: GenerationSettings) -> tuple[float, int]:
+    """Pixel size (Å/px, within the range) and even box (px, within the range) for a real structure."""
+    p_lo, p_hi = float(min(s.pixel_size)), float(max(s.pixel_size))
+    box_lo, box_hi = int(min(s.box)), int(max(s.box))
+    apix = float(rng.uniform(p_lo, p_hi))
+    ratio = float(rng.uniform(1.4, 2.0))
+    if diameter * ratio > box_hi * apix:  # too fine a pixel for the largest box: coarser, then tighter
+        apix = min(p_hi, diameter * ratio / box_hi)
+        ratio = max(MIN_BOX_RATIO, min(ratio, box_hi * apix / diameter))
+    box = int(math.ceil(diameter * ratio / apix / 2.0) * 2)
+    return apix, int(min(max(box, box_lo), box_hi))
+
+
 def draw_settings(index: int, seed: int, settings: GenerationSettings | None = None) -> dict:
     """Simulation and classification settings of training dataset ``index`` (reproducible).
 
     Returns
     -------
     dict
-        ``name``, ``structure`` (an id unique to the pseudo-protein), ``spec`` (SimulationSpec
-        settings), ``classify`` (options of the builtin classify2d) and ``diameter_A``.
+        ``name``, ``structure`` (an id unique to the pseudo-protein, or ``pdb:ID`` of a real
+        structure), ``spec`` (SimulationSpec settings), ``classify`` (options of the builtin
+        classify2d) and ``diameter_A``.
     """
     s = settings or GenerationSettings()
     rng = np.random.default_rng([int(seed), 101, int(index)])
     sim_seed = int(rng.integers(1, 2**31 - 1))
     mass = float(math.exp(rng.uniform(math.log(s.mass_kda[0]), math.log(s.mass_kda[1]))))
     shape = str(rng.choice(["globular", "elongated", "multidomain"], p=[0.5, 0.25, 0.25]))
-    diameter = _diameter(mass, shape, sim_seed)
-    apix = float(rng.uniform(*s.pixel_size))
+    real = draw_real_entry(index, seed, s)
     box_lo, box_hi = int(s.box[0]), int(s.box[1])
-    box = int(math.ceil(diameter * rng.uniform(1.4, 2.0) / apix / 2.0) * 2)
-    if box > box_hi:  # too fine a pixel for the box range: coarser pixels
-        box = box_hi
-        apix = max(apix, diameter * rng.uniform(1.3, 1.6) / box)
-    box = max(box, box_lo)
+    if real is not None:
+        diameter = real[1]
+        apix, box = _fit_real(diameter, rng, s)
+    else:
+        diameter = _diameter(mass, shape, sim_seed)
+        apix = float(rng.uniform(*s.pixel_size))
+        box = int(math.ceil(diameter * rng.uniform(1.4, 2.0) / apix / 2.0) * 2)
+        if box > box_hi:  # too fine a pixel for the box range: coarser pixels
+            box = box_hi
+            apix = max(apix, diameter * rng.uniform(1.3, 1.6) / box)
+        box = max(box, box_lo)
     # Classification box: about 2.5-5 Å/px, within the allowed range.
     lo_cb, hi_cb = int(min(s.class_box)), int(max(s.class_box))
     class_box = int(np.clip(round(box * apix / rng.uniform(2.5, 5.0) / 2.0) * 2, lo_cb, hi_cb))
@@ -155,18 +282,32 @@ def draw_settings(index: int, seed: int, settings: GenerationSettings | None = N
         "shift_sd_A": float(rng.uniform(1.0, 6.0)), "particles_per_micrograph": 100,
         "junk": {k: v for k, v in junk.items() if v > 0}, "seed": sim_seed,
     }
+    structure = f"pseudo-{sim_seed}"
+    if real is not None:
+        structure = f"pdb:{real[0]}"
+        # The entry's own assembly, point group and mass; mass_kda and shape are pseudo-protein settings.
+        spec = {"name": spec["name"], "structure": structure, **{k: v for k, v in spec.items()
+                                                                 if k not in ("name", "mass_kda", "shape", "symmetry")}}
     classify = {"classes": int(rng.integers(s.classes[0], s.classes[1] + 1)), "iterations": int(s.iterations),
                 "box": class_box, "particle_diameter": round(min(diameter * 1.2, box * apix * 0.95), 1),
                 "seed": int(rng.integers(1, 10**6))}
-    return {"name": spec["name"], "structure": f"pseudo-{sim_seed}", "spec": spec, "classify": classify,
+    return {"name": spec["name"], "structure": structure, "spec": spec, "classify": classify,
             "diameter_A": round(diameter, 2), "index": int(index), "master_seed": int(seed)}
 
 
 def grade_iteration(job: Path, iteration: int, truth: pd.DataFrame, volume: np.ndarray,
-                    diameter_A: float, mask_diameter_A: float, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
-    """Class averages of one iteration and their table: features, ground-truth measures, grade."""
+                    diameter_A: float, mask_diameter_A: float, seed: int = 0,
+                    style: str = "builtin") -> tuple[np.ndarray, pd.DataFrame]:
+    """Class averages of one iteration and their table: features, ground-truth measures, grade.
+
+    ``style="relion"`` re-renders the averages as RELION stores them (:func:`relion_render`,
+    mask at ``mask_diameter_A``) before anything is measured, so grades and features describe
+    the images that are stored.
+    """
     model = job / f"run_it{iteration:03d}_model.star"
     averages = read_class_averages(model)
+    if style == "relion":
+        averages = replace(averages, images=relion_render(averages.images, averages.pixel_size, mask_diameter_A))
     data = read_particles_star(model.with_name(model.name.replace("_model.star", "_data.star")))
     members = member_table(data.particles, truth)
     box = averages.images.shape[-1]
@@ -226,7 +367,8 @@ def grade_dataset(out_dir: str | Path, keep: bool = False) -> pd.DataFrame:
     stacks, tables = {}, []
     for it in sorted({i for i in s.graded_iterations if 0 < i < last} | {last}):
         images, table = grade_iteration(out / "job", it, ds.ground_truth, volume, ds.info["diameter_A"],
-                                        info["classify"]["particle_diameter"], seed=info["classify"]["seed"])
+                                        info["classify"]["particle_diameter"], seed=info["classify"]["seed"],
+                                        style=s.averages)
         stacks[f"it{it:03d}"] = images
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
