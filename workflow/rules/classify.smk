@@ -30,13 +30,12 @@ rule classify:
         log_path("classify", "{dataset}/{step}"),
     benchmark:
         bench_path("classify", "{dataset}/{step}")
-    threads: 2
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
+        gpu=lambda wc: job_gpus(wc.dataset),
+        mpi=lambda wc: mpi_launcher(wc.dataset),
+        tasks=lambda wc: mpi_ranks(wc.dataset),
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift classify2d {input.particles} -o {params.job} --engine {params.engine} {params.engine_args}"
         " --classes {params.classes} --iterations {params.iterations} --tau2-fudge {params.tau2}"

@@ -13,12 +13,8 @@ rule cryosparc_settings:
         log_path("cryosparc", "settings"),
     benchmark:
         bench_path("cryosparc", "settings")
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc settings --json {params.block:q} -o {output} > {log} 2>&1"
 
@@ -37,12 +33,8 @@ rule cryosparc_ingest:
         log_path("ingest", "{dataset}"),
     benchmark:
         bench_path("ingest", "{dataset}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc ingest --config {input.settings} {params.args} -o {params.out} > {log} 2>&1"
 
@@ -77,12 +69,8 @@ rule cryosparc_classify:
         log_path("classify", "{dataset}/{step}"),
     benchmark:
         bench_path("classify", "{dataset}/{step}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=720,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc classify {params.args} -o {params.job} --config {input.settings}"
         " --manifest {output} {params.previous} > {log} 2>&1"
@@ -101,12 +89,8 @@ rule cryosparc_scores:
         log_path("cryosparc", "{dataset}/{step}/scores"),
     benchmark:
         bench_path("cryosparc", "{dataset}/{step}/scores")
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc scores --config {input.settings} --classification {input.classification}"
         " --scores {input.scores} -o {output} > {log} 2>&1"
@@ -131,12 +115,8 @@ rule cryosparc_select_round:
         log_path("cryosparc", "{dataset}/{step}/select"),
     benchmark:
         bench_path("cryosparc", "{dataset}/{step}/select")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc select --config {input.settings} --classification {input.classification}"
         " --selection {input.selection} -o {params.out} > {log} 2>&1"
@@ -158,12 +138,8 @@ rule cryosparc_select_final:
         log_path("cryosparc", "{dataset}/final/select"),
     benchmark:
         bench_path("cryosparc", "{dataset}/final/select")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc select --config {input.settings} --classification {input.classification}"
         " --selection {input.selection} -o {params.out} > {log} 2>&1"
@@ -187,12 +163,8 @@ rule cryosparc_reconstruct:
         log_path("abinit", "{dataset}/cutoff{cutoff}"),
     benchmark:
         bench_path("abinit", "{dataset}/cutoff{cutoff}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=1440,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc reconstruct --config {input.settings} --particles {input.particles} -o {params.out}"
         " --seed {params.seed}{params.box} --copy-to {params.copy_to} > {log} 2>&1"

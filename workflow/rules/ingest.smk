@@ -11,12 +11,8 @@ rule simulate:
         log_path("simulate", "{dataset}"),
     benchmark:
         bench_path("simulate", "{dataset}")
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift simulate {params.out} {params.spec} -j {threads} > {log} 2>&1"
 
@@ -36,12 +32,8 @@ rule ingest:
         log_path("ingest", "{dataset}"),
     benchmark:
         bench_path("ingest", "{dataset}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift ingest {params.args} -o {params.out} > {log} 2>&1"
 

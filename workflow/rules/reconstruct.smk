@@ -17,12 +17,8 @@ rule extract:
         log_path("extract", "{dataset}/cutoff{cutoff}"),
     benchmark:
         bench_path("extract", "{dataset}/cutoff{cutoff}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift extract {input.selected} --reference {input.reference} --engine {params.engine} {params.engine_args}"
         " -o {output} > {log} 2>&1"
@@ -52,13 +48,12 @@ rule abinit:
         log_path("abinit", "{dataset}/cutoff{cutoff}"),
     benchmark:
         bench_path("abinit", "{dataset}/cutoff{cutoff}")
-    threads: 2
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
+        gpu=lambda wc: job_gpus(wc.dataset),
+        mpi=lambda wc: mpi_launcher(wc.dataset),
+        tasks=lambda wc: mpi_ranks(wc.dataset),
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift abinit {input.particles} -o {params.out} --engine {params.engine} {params.engine_args} --seed {params.seed}"
         " --initial-resolution {params.initial} --final-resolution {params.final}"

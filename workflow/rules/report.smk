@@ -20,11 +20,7 @@ rule report:
         log_path("report", "comparison"),
     benchmark:
         bench_path("report", "comparison")
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift report {input.validations} --summaries {input.summaries} -o {params.out} > {log} 2>&1"

@@ -18,18 +18,14 @@ rule score:
     params:
         model=config["score"]["model"],
         batch=config["score"]["batch_size"],
-        device=device_arg(),
+        # Scoring takes well under a second per classification on a CPU: no GPU to wait for.
+        device="--device cpu",
     log:
         log_path("score", "{dataset}/{step}"),
     benchmark:
         bench_path("score", "{dataset}/{step}")
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=30,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift score {input.classification} --model {params.model} -o {output.star}"
         " --batch-size {params.batch} {params.device} -j {threads} > {log} 2>&1"

@@ -23,12 +23,8 @@ rule select_round:
         log_path("select", "{dataset}/{step}"),
     benchmark:
         bench_path("select", "{dataset}/{step}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift select round --particles {input.classification} --scores {input.scores}"
         " --round {params.round} --rounds {params.rounds} --accept-score {params.accept}"
@@ -45,12 +41,8 @@ rule pool:
         log_path("pool", "{dataset}"),
     benchmark:
         bench_path("pool", "{dataset}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift select pool {input} -o {output} > {log} 2>&1"
 
@@ -69,12 +61,8 @@ rule select_final:
         log_path("select", "{dataset}/final"),
     benchmark:
         bench_path("select", "{dataset}/final")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift select final --particles {input.classification} --scores {input.scores}"
         " --cutoffs {params.cutoffs} --format star -o {params.out} > {log} 2>&1"

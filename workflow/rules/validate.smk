@@ -21,12 +21,8 @@ rule validate:
         log_path("validate", "{dataset}/cutoff{cutoff}"),
     benchmark:
         bench_path("validate", "{dataset}/cutoff{cutoff}")
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift validate {input.volume} --particles {input.particles} {params.model}"
         " --model-resolution {params.resolution} --sigma {params.sigma} {params.reslog}"
@@ -47,12 +43,8 @@ rule summarize:
         log_path("summary", "{dataset}"),
     benchmark:
         bench_path("summary", "{dataset}")
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift summarize --info {input.info} --rounds {input.rounds} --final {input.final}"
         " --validations {input.validations} -o {output} > {log} 2>&1"
