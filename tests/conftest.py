@@ -31,6 +31,7 @@ def pytest_runtest_makereport(item, call):
     needs = [m for m in REQUIRED_IN_CI if item.get_closest_marker(m)]
     if report.skipped and needs and in_ci():
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where {' and '.join(needs)} must run: {reason}"
 
