@@ -86,7 +86,7 @@ def check(proc: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("local"))
-    check(snakemake(project, "--profile", str(REPO / "profiles" / "local"), "--cores", "2"))
+    check(snakemake(project, "--profile", str(REPO / "profiles" / "local"), "--cores", "2", timeout=1800))
     return project
 
 

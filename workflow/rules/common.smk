@@ -33,8 +33,10 @@ SCORE_MODEL = str(model_file(config["score"]["model"]))
 if not TRAINING and not Path(SCORE_MODEL).is_file():
     raise InputError(SCORE_MODEL, f"scoring checkpoint not found (config score.model: {config['score']['model']})")
 CUTOFFS = [f"{c:g}" for c in sorted(float(c) for c in config["selection"]["cutoffs"])]
-SOURCES = {ds: describe_source(row["type"], row["source"], where=f"{config['datasets']}: {ds}")
-           for ds, row in datasets.iterrows()}
+SOURCES = {
+    ds: describe_source(row["type"], row["source"], where=f"{config['datasets']}: {ds}")
+    for ds, row in datasets.iterrows()
+}
 CRYOSPARC = config.get("cryosparc", {})
 CRYOSPARC_SETTINGS = f"{RESULTS}/cryosparc/settings.json"
 
@@ -131,7 +133,7 @@ def device_arg():
 
 def step_round(step):
     """1-based round number of a step name ``roundN``; None for ``final``."""
-    return None if step == "final" else int(step[len("round"):])
+    return None if step == "final" else int(step[len("round") :])
 
 
 def classification_of(ds, step):
@@ -244,13 +246,17 @@ def cryosparc_particles(ds, step):
         return [f"{RESULTS}/cryosparc/{ds}/round{r - 1}/kept.cs"]
     n = ds_rounds(ds)
     return [f"{RESULTS}/cryosparc/{ds}/round{n}/kept.cs"] + [
-        f"{RESULTS}/cryosparc/{ds}/round{i}/accepted.cs" for i in range(1, n + 1)]
+        f"{RESULTS}/cryosparc/{ds}/round{i}/accepted.cs" for i in range(1, n + 1)
+    ]
 
 
 def cryosparc_classify_inputs(wildcards):
     ds, step = wildcards.dataset, wildcards.step
-    inputs = {"settings": CRYOSPARC_SETTINGS, "info": f"{RESULTS}/ingest/{ds}/dataset.json",
-              "particles": cryosparc_particles(ds, step)}
+    inputs = {
+        "settings": CRYOSPARC_SETTINGS,
+        "info": f"{RESULTS}/ingest/{ds}/dataset.json",
+        "particles": cryosparc_particles(ds, step),
+    }
     r = step_round(step)
     if r is not None and r >= 2:
         inputs["previous_selection"] = f"{RESULTS}/select/{ds}/round{r - 1}/selection.json"

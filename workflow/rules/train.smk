@@ -29,29 +29,32 @@ TRAIN_CSVS = {
 TRAIN_SEEDS = {"data": TRAIN_SEED, "heldout": TRAIN_SEED, "selection": SELECTION["seed"]}
 TRAIN_SETTING_ARGS = {
     kind: (f"--settings '{_json.dumps(settings)}'" if settings else "")
-    for kind, settings in (("data", TRAIN_SETTINGS), ("heldout", TRAIN_SETTINGS),
-                           ("selection", SELECTION["settings"] or {}))
+    for kind, settings in (
+        ("data", TRAIN_SETTINGS),
+        ("heldout", TRAIN_SETTINGS),
+        ("selection", SELECTION["settings"] or {}),
+    )
 }
 
 
 rule train_simulate:
     output:
         f"{TRAIN_OUT}/{{kind}}/ds{{index}}/settings.json",
+    log:
+        f"{TRAIN_OUT}/logs/simulate/{{kind}}/ds{{index}}.log",
+    benchmark:
+        f"{TRAIN_OUT}/benchmarks/simulate/{{kind}}/ds{{index}}.tsv"
+    wildcard_constraints:
+        kind="data|heldout|selection",
+        index=r"\d{4}",
+    conda:
+        "../envs/cryosift.yaml"
     params:
         folder=lambda wc, output: str(Path(output[0]).parent),
         index=lambda wc: int(wc.index),
         seed=lambda wc: TRAIN_SEEDS[wc.kind],
         settings=lambda wc: TRAIN_SETTING_ARGS[wc.kind],
         device=device_arg(),
-    wildcard_constraints:
-        kind="data|heldout|selection",
-        index=r"\d{4}",
-    log:
-        f"{TRAIN_OUT}/logs/simulate/{{kind}}/ds{{index}}.log",
-    benchmark:
-        f"{TRAIN_OUT}/benchmarks/simulate/{{kind}}/ds{{index}}.tsv"
-    conda:
-        "../envs/cryosift.yaml"
     shell:
         "cryosift train --generate {params.folder} --stage simulate --index {params.index} --seed {params.seed}"
         " {params.settings} {params.device} -j {threads} > {log} 2>&1"
@@ -63,17 +66,17 @@ rule train_grade:
     output:
         csv=f"{TRAIN_OUT}/{{kind}}/ds{{index}}/classes.csv",
         averages=f"{TRAIN_OUT}/{{kind}}/ds{{index}}/averages.npz",
-    params:
-        folder=lambda wc, input: str(Path(input[0]).parent),
-    wildcard_constraints:
-        kind="data|heldout|selection",
-        index=r"\d{4}",
     log:
         f"{TRAIN_OUT}/logs/grade/{{kind}}/ds{{index}}.log",
     benchmark:
         f"{TRAIN_OUT}/benchmarks/grade/{{kind}}/ds{{index}}.tsv"
+    wildcard_constraints:
+        kind="data|heldout|selection",
+        index=r"\d{4}",
     conda:
         "../envs/cryosift.yaml"
+    params:
+        folder=lambda wc, input: str(Path(input[0]).parent),
     shell:
         "cryosift train --generate {params.folder} --stage grade -j {threads} > {log} 2>&1"
 
@@ -84,6 +87,14 @@ rule train_model:
     output:
         model=f"{TRAIN_OUT}/model/default.pt",
         metrics=f"{TRAIN_OUT}/model/training.json",
+    log:
+        f"{TRAIN_OUT}/logs/train_model.log",
+    benchmark:
+        f"{TRAIN_OUT}/benchmarks/train_model.tsv"
+    conda:
+        "../envs/cryosift.yaml"
+    resources:
+        gpu=0 if config["device"] == "cpu" else 1,
     params:
         # The configured datasets, not their folder: it may hold others from an earlier configuration.
         data=lambda wc, input: " ".join(str(Path(csv).parent) for csv in input),
@@ -98,14 +109,6 @@ rule train_model:
         ema=TRAIN["ema"],
         schedule=TRAIN["schedule"],
         device=device_arg(),
-    log:
-        f"{TRAIN_OUT}/logs/train_model.log",
-    benchmark:
-        f"{TRAIN_OUT}/benchmarks/train_model.tsv"
-    resources:
-        gpu=0 if config["device"] == "cpu" else 1,
-    conda:
-        "../envs/cryosift.yaml"
     shell:
         "cryosift train --data {params.data} -o {output.model} --epochs {params.epochs} --batch-size {params.batch}"
         " --lr {params.lr} --weight-decay {params.wd} --val-fraction {params.val} --iterations {params.iterations}"
@@ -121,17 +124,17 @@ rule train_quality:
     output:
         json=f"{TRAIN_OUT}/model/quality_{{kind}}.json",
         csv=f"{TRAIN_OUT}/model/quality_{{kind}}.csv",
-    params:
-        data=lambda wc, input: " ".join(str(Path(csv).parent) for csv in input.data),
-        cutoff=TRAIN["cutoff"],
-    wildcard_constraints:
-        kind="heldout|selection",
     log:
         f"{TRAIN_OUT}/logs/train_quality_{{kind}}.log",
     benchmark:
         f"{TRAIN_OUT}/benchmarks/train_quality_{{kind}}.tsv"
+    wildcard_constraints:
+        kind="heldout|selection",
     conda:
         "../envs/cryosift.yaml"
+    params:
+        data=lambda wc, input: " ".join(str(Path(csv).parent) for csv in input.data),
+        cutoff=TRAIN["cutoff"],
     shell:
         "python benchmarks/score_quality.py --data {params.data} --model {input.model} --cutoff {params.cutoff}"
         " --json {output.json} --csv {output.csv} > {log} 2>&1"

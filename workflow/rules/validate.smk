@@ -8,6 +8,12 @@ rule validate:
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
     output:
         f"{RESULTS}/validate/{{dataset}}/cutoff{{cutoff}}/validation.json",
+    log:
+        log_path("validate", "{dataset}/cutoff{cutoff}"),
+    benchmark:
+        bench_path("validate", "{dataset}/cutoff{cutoff}")
+    conda:
+        "../envs/cryosift.yaml"
     params:
         out=lambda wc, output: str(Path(output[0]).parent),
         model=lambda wc, input: validation_model_arg(input.info),
@@ -17,12 +23,6 @@ rule validate:
         total=lambda wc, input: ds_info(input.info)["n_particles"],
         seed=config["seed"],
         extra=config["validate"]["extra"],
-    log:
-        log_path("validate", "{dataset}/cutoff{cutoff}"),
-    benchmark:
-        bench_path("validate", "{dataset}/cutoff{cutoff}")
-    conda:
-        "../envs/cryosift.yaml"
     shell:
         "cryosift validate {input.volume} --particles {input.particles} {params.model}"
         " --model-resolution {params.resolution} --sigma {params.sigma} {params.reslog}"
@@ -33,8 +33,9 @@ rule validate:
 rule summarize:
     input:
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
-        rounds=lambda wc: [f"{RESULTS}/select/{wc.dataset}/round{r}/selection.json"
-                           for r in range(1, ds_rounds(wc.dataset) + 1)],
+        rounds=lambda wc: [
+            f"{RESULTS}/select/{wc.dataset}/round{r}/selection.json" for r in range(1, ds_rounds(wc.dataset) + 1)
+        ],
         final=f"{RESULTS}/select/{{dataset}}/final/selection.json",
         validations=lambda wc: validation_outputs(wc.dataset),
     output:
