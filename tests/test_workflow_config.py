@@ -77,6 +77,15 @@ def test_bad_value_names_its_key():
         check_config({"datasets": "d.tsv", "classify": {"classes": 0}}, SCHEMAS / "config.schema.yaml")
 
 
+def test_numbers_from_the_command_line_are_read_as_numbers():
+    # `--config 'train={datasets: 3}'` reaches the workflow as text
+    config = {"datasets": "d.tsv", "train": {"datasets": "3", "lr": "1e-3", "iterations": "9,12"},
+              "validate": {"reslog": "false"}}
+    check_config(config, SCHEMAS / "config.schema.yaml")
+    assert config["train"] == {"datasets": 3, "lr": 0.001, "iterations": "9,12"}
+    assert config["validate"]["reslog"] is False
+
+
 def test_misspelt_sheet_column_and_bad_row_are_named():
     schema = SCHEMAS / "datasets.schema.yaml"
     columns = HEADER[:4] + ["diamter"]

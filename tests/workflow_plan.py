@@ -68,7 +68,7 @@ def parse_plan(output: str) -> list[PlannedJob]:
 def dry_run(workdir: Path, *extra: str, check: bool = True) -> tuple[list[PlannedJob], subprocess.CompletedProcess]:
     """``snakemake -n -p`` of workflow/Snakefile in ``workdir``: (jobs, process)."""
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--snakefile", str(SNAKEFILE),
-                           "--directory", str(workdir), *extra], capture_output=True, text=True, timeout=300)
+                           "--directory", str(workdir), *extra], capture_output=True, text=True, timeout=900)
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return parse_plan(proc.stdout + proc.stderr), proc

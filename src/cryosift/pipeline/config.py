@@ -38,8 +38,43 @@ def describe_error(error, where: str) -> str:
     return f"{key}: {error.message}"
 
 
+def _types(schema: dict) -> list[str]:
+    kind = schema.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+def coerce_cli_values(config, schema: dict):
+    """Numbers and booleans given as text (``--config 'train={datasets: 3}'`` reaches the workflow
+    as strings) turned into what the schema asks for; other values as they are. Works in place."""
+    if isinstance(config, dict) and isinstance(schema.get("properties"), dict):
+        for key, value in config.items():
+            sub = schema["properties"].get(key)
+            if sub is None:
+                continue
+            if isinstance(value, str) and "string" not in _types(sub):
+                config[key] = _from_text(value, _types(sub))
+            else:
+                coerce_cli_values(value, sub)
+    return config
+
+
+def _from_text(text: str, types: list[str]):
+    value = text.strip()
+    if "boolean" in types and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind, convert in (("integer", int), ("number", float)):
+        if kind in types:
+            try:
+                return convert(value)
+            except ValueError:
+                pass
+    return text
+
+
 def check_config(config: dict, schema: str | Path | dict, where: str = "config") -> None:
     """Raise InputError with one line for the first problem of ``config`` (keys in document order).
+
+    Numbers and booleans that came as text from the command line are converted first (in place).
 
     Parameters
     ----------
@@ -51,6 +86,7 @@ def check_config(config: dict, schema: str | Path | dict, where: str = "config")
         Prefix of the key path in the message.
     """
     schema = load_schema(schema) if not isinstance(schema, dict) else schema
+    coerce_cli_values(config, schema)
     errors = sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         raise InputError(None, describe_error(errors[0], where))
