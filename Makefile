@@ -27,5 +27,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/demo.sh
 
+# The rules as the workflow catalog checks them: snakefmt and Snakemake's linter.
+lint: $(STAMP)
+	$(VENV)/bin/snakefmt --check workflow/
+	PATH=$(abspath $(VENV))/bin:$$PATH snakemake --lint --snakefile workflow/Snakefile
+
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

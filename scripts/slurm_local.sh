@@ -50,6 +50,8 @@ SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
 NodeName=localhost NodeHostname=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN
 PartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+# A GPU partition on the same node: `cryosift install-profile slurm --gpu-partition gpu` sends GPU jobs there.
+PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
 CONFEOF
     mkdir -p /run/munge && chown munge:munge /run/munge
     if ! pgrep -x munged >/dev/null; then

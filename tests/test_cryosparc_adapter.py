@@ -18,7 +18,7 @@ from cryosparc.errors import APIError
 from cryosparc.models.job import Job
 from cryosparc.tools import CryoSPARC
 
-from cryosift.engines.cryosparc.adapter import CryosparcAdapter, check_versions, major_minor
+from cryosift.engines.cryosparc.adapter import CryosparcAdapter, check_versions, major_minor, tools_version
 from cryosift.engines.cryosparc.credentials import ConnectionSettings, Secret
 from cryosift.errors import EngineError, InputError
 
@@ -267,10 +267,23 @@ def test_errors_are_clear_and_carry_no_password(stub):
     assert PASSWORD not in repr(adapter)
 
 
+def matching_server() -> str:
+    """A server version the installed cryosparc-tools works with (its own major.minor)."""
+    major, minor = major_minor(tools_version())
+    return f"v{major}.{minor}.2"
+
+
+def other_server() -> tuple[str, str]:
+    """A server version the installed cryosparc-tools refuses, and the pin that server needs."""
+    server = "v4.7.1" if major_minor(tools_version()) != (4, 7) else "v5.0.1"
+    major, minor = major_minor(server)
+    return server, f"cryosparc-tools~={major}.{minor}.0"
+
+
 class Client:
     """Stands in for cryosparc.tools.CryoSPARC in connect(): records its arguments."""
 
-    version = "v5.0.2"
+    version = matching_server()
     seen: dict = {}
 
     def __init__(self, **kwargs):
@@ -284,13 +297,15 @@ def test_connect_passes_explicit_arguments_and_checks_the_version(monkeypatch):
     adapter = CryosparcAdapter.connect(settings, client_factory=Client)
     assert Client.seen == {"base_url": "https://cs.example.org", "host": None, "base_port": None,
                            "email": "me@example.org", "password": PASSWORD, "timeout": 60}
-    assert adapter.server_version() == "v5.0.2"
-    monkeypatch.setattr(Client, "version", "v4.7.1")
+    assert adapter.server_version() == matching_server()
+    server, pin = other_server()
+    monkeypatch.setattr(Client, "version", server)
     with pytest.raises(EngineError) as err:
         CryosparcAdapter.connect(settings, client_factory=Client)
     text = str(err.value)
-    assert "cryosparc-tools 5.0.3 works with CryoSPARC v5.0 only" in text and "v4.7.1" in text
-    assert "cryosparc-tools~=4.7.0" in text and PASSWORD not in text
+    major, minor = major_minor(tools_version())
+    assert f"cryosparc-tools {tools_version()} works with CryoSPARC v{major}.{minor} only" in text and server in text
+    assert pin in text and PASSWORD not in text
 
 
 def test_version_rules():

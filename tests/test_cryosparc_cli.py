@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cryosift.cli import main
-from cryosift.engines.cryosparc.adapter import CryosparcAdapter
+from cryosift.engines.cryosparc.adapter import CryosparcAdapter, tools_version
 from cryosift.io import read_class_averages, read_cs
 from tests.test_cryosparc_engine import new_server, write_scores
 
@@ -53,15 +53,19 @@ def test_plan_and_check_report_problems(cfg, capsys, monkeypatch):
     assert main(["cryosparc", "plan", "--config", str(cfg), "--source", "J2.particles"]) == 2
     assert "give --box" in capsys.readouterr().err
 
-    class OldServer:  # stands in for cryosparc.tools.CryoSPARC: logs in, then reports a v4 server
+    from tests.test_cryosparc_adapter import other_server
+
+    server, pin = other_server()
+
+    class OldServer:  # stands in for cryosparc.tools.CryoSPARC: logs in, then reports another version
         def __init__(self, **kwargs):
             from types import SimpleNamespace
-            self.api = SimpleNamespace(config=SimpleNamespace(get_version=lambda: "v4.6.2"))
+            self.api = SimpleNamespace(config=SimpleNamespace(get_version=lambda: server))
 
     monkeypatch.setattr("cryosparc.tools.CryoSPARC", OldServer)
     assert main(["cryosparc", "check", "--config", str(cfg)]) == 1
     err = capsys.readouterr().err
-    assert "cryosparc error" in err and "v4.6.2" in err and "cryosparc-tools~=4.6.0" in err
+    assert "cryosparc error" in err and server in err and pin in err
     assert "pw-never-printed" not in err
 
 
@@ -69,7 +73,8 @@ def test_step_commands_drive_the_server(cfg, tmp_path, capsys, monkeypatch):
     fake = new_server(tmp_path)
     monkeypatch.setattr(CryosparcAdapter, "connect", classmethod(lambda cls, settings, client_factory=None: fake))
     assert main(["cryosparc", "check", "--config", str(cfg)]) == 0
-    assert "CryoSPARC v5.0.1 (cryosparc-tools 5.0.3): project P3 'Fake project'" in capsys.readouterr().out
+    # the fake server's version, the installed tools' version
+    assert f"CryoSPARC v5.0.1 (cryosparc-tools {tools_version()}): project P3 'Fake project'" in capsys.readouterr().out
 
     r1 = tmp_path / "results/classify/ds/round1"
     assert main(["cryosparc", "classify", "J2.particles", "-o", str(r1), "--config", str(cfg), "--classes", "6",

@@ -20,7 +20,11 @@ from cryosift.io.star import last_finished_iteration
 from cryosift.simulate import preset, simulate_dataset
 
 RELION = find_relion()
-needs_relion = pytest.mark.skipif(RELION is None, reason="RELION binaries (relion_refine) not on PATH")
+_skip_without_relion = pytest.mark.skipif(RELION is None, reason="RELION binaries (relion_refine) not on PATH")
+
+
+def needs_relion(test):
+    return pytest.mark.relion(_skip_without_relion(test))
 CLASS2D = dict(classes=4, particle_diameter=110, psi_step=12, offset_range=3, offset_step=2, seed=1)
 
 
@@ -144,6 +148,7 @@ def test_reconstruct_and_short_sgd_initial_model(views_dataset, tmp_path):
     assert np.isfinite(volume).all() and volume.std() > 0
 
 
+@pytest.mark.relion
 def test_missing_micrographs_for_reextraction(views_dataset, tmp_path):
     if RELION is None:
         pytest.skip("RELION binaries (relion_refine) not on PATH")

@@ -25,7 +25,11 @@ from cryosift.scoring.gallery import gallery_order, write_gallery
 from tests.test_scoring_data import disc_images, make_cryosparc_job, make_relion_job
 
 RELION = shutil.which("relion_image_handler")
-needs_relion = pytest.mark.skipif(RELION is None, reason="RELION (relion_image_handler) is not installed")
+_skip_without_relion = pytest.mark.skipif(RELION is None, reason="RELION (relion_image_handler) is not installed")
+
+
+def needs_relion(test):
+    return pytest.mark.relion(_skip_without_relion(test))
 
 
 @pytest.fixture(scope="module")

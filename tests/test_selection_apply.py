@@ -176,6 +176,7 @@ def test_cli_select_steps(relion, tmp_path, capsys):
     assert "class 1: score is 'x', not a number" in capsys.readouterr().err
 
 
+@pytest.mark.relion
 @pytest.mark.skipif(STAR_HANDLER is None, reason="RELION (relion_star_handler) is not installed")
 def test_relion_star_handler_selects_on_the_score_column(relion, tmp_path):
     root, data, scores, classes = relion

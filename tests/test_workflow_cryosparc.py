@@ -41,8 +41,10 @@ def write_project(path: Path, rows, **config) -> Path:
 
 
 def job_counts(out: str) -> dict:
-    table = out.split("Job stats:")[-1]
-    return {name: int(n) for name, n in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
+    """Jobs per rule of a dry run, from its job blocks."""
+    from tests.workflow_plan import job_counts as count, parse_plan
+
+    return count(parse_plan(out))
 
 
 def shell_commands(out: str, program: str) -> list[str]:

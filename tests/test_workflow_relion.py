@@ -23,8 +23,8 @@ from cryosift.io.cs import read_cs
 
 from .test_workflow_run import check, snakemake
 
-pytestmark = pytest.mark.skipif(shutil.which("relion_refine") is None,
-                                reason="RELION is not installed (Debian/Ubuntu: apt-get install relion)")
+pytestmark = [pytest.mark.relion, pytest.mark.skipif(shutil.which("relion_refine") is None,
+                                                     reason="RELION is not installed (Debian/Ubuntu: apt-get install relion)")]
 
 SPEC = {"name": "rl", "box": 56, "pixel_size": 2.5, "mass_kda": 80.0, "n_particles": 400, "snr": 1.0,
         "orientations": "views", "n_views": 4, "shift_sd_A": 3.0, "particles_per_micrograph": 50,

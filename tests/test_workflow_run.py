@@ -86,7 +86,7 @@ def check(proc: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("local"))
-    check(snakemake(project, "--profile", str(REPO / "profiles" / "local"), "--cores", "2"))
+    check(snakemake(project, "--profile", str(REPO / "profiles" / "local"), "--cores", "2", timeout=1800))
     return project
 
 
@@ -135,7 +135,7 @@ def test_local_run_selects_true_particles_and_validates(local_run):
 
 
 def test_changed_scoring_model_rescores(local_run, tmp_path):
-    """The checkpoint is an input of scoring. With profiles/local, Snakemake compares its contents:
+    """The checkpoint is an input of scoring. The workflow profile makes Snakemake compare its contents:
     a model rewritten with the same bytes (a reinstall) changes nothing, changed bytes rescore."""
     project = tmp_path / "copy"
     shutil.copytree(local_run, project, symlinks=True)  # file times kept
@@ -143,8 +143,8 @@ def test_changed_scoring_model_rescores(local_run, tmp_path):
     model = project / MODEL
     model.write_bytes(model.read_bytes())  # newer, same contents
     assert "Nothing to be done" in check(snakemake(project, *dry))
-    # Without comparing contents, Snakemake would rescore on the newer time alone.
-    assert "Nothing to be done" not in check(snakemake(project, "-n", "--cores", "2"))
+    # Without comparing contents (no workflow profile), Snakemake would rescore on the newer time alone.
+    assert "Nothing to be done" not in check(snakemake(project, "-n", "--cores", "2", "--workflow-profile", "none"))
     with model.open("ab") as f:
         f.write(b"\0")  # other contents: every classification is scored again
     out = check(snakemake(project, *dry))
@@ -161,22 +161,94 @@ def slurm_available() -> str | None:
     return None
 
 
+#: The documented one-time install (README), for the test cluster of scripts/slurm_local.sh: CPU jobs
+#: on `main`, GPU jobs on `gpu`, no SLURM accounting (squeue), two cores per node.
+SITE_PROFILE = ["install-profile", "slurm", "--partition", "main", "--gpu-partition", "gpu", "--account", "ci",
+                "--status-command", "squeue", "--max-threads", "2", "--jobs", "4"]
+#: Rules that run where Snakemake runs (localrules): they leave no SLURM log.
+LOCAL_RULES = {"select_round", "pool", "select_final", "summarize", "report"}
+
+
+def install_site_profile(xdg: Path) -> dict:
+    """Install the site profile into a temporary XDG_CONFIG_HOME; the environment that finds it.
+
+    The test cluster then checks job states after 1 s instead of the profile's default, and keeps
+    the executor's per-job logs, which the test reads to show every job went through sbatch."""
+    env = {"XDG_CONFIG_HOME": str(xdg)}
+    done = subprocess.run([sys.executable, "-m", "cryosift", *SITE_PROFILE], capture_output=True, text=True,
+                          env=snakemake_env(env), timeout=120)
+    assert done.returncode == 0, done.stderr
+    config = xdg / "snakemake" / "slurm" / "config.yaml"
+    assert config.is_file() and (config.parent / "partitions.yaml").is_file()
+    with config.open("a") as f:
+        f.write("slurm-init-seconds-before-status-checks: 1\nslurm-keep-successful-logs: true\n")
+    return env
+
+
+def queued_jobs() -> list[tuple[str, str, str, str]]:
+    """(job id, state, partition, comment) of the jobs SLURM knows; the comment names the rule."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%P|%k"], capture_output=True, text=True, timeout=30).stdout
+    return [tuple(line.split("|", 3)) for line in out.splitlines() if line.count("|") == 3]
+
+
+@pytest.mark.slurm
 @pytest.mark.skipif(slurm_available() is not None, reason=str(slurm_available()))
-def test_slurm_run_matches_the_local_run(local_run, tmp_path):
+def test_slurm_run_killed_by_scancel_resumes_and_matches_the_local_run(local_run, tmp_path):
+    """`snakemake --profile slurm` (the site profile installed as the README says) through a real
+    SLURM cluster. SLURM kills one ab initio job (scancel) in the middle: the run fails, the job's
+    outputs are not there, nothing before it is touched, and the rerun resumes with the same
+    command and ends with the files of the local run."""
     project = make_project(tmp_path / "slurm")
+    env = install_site_profile(tmp_path / "xdg")
     script = REPO / "scripts" / "slurm_local.sh"
     up = subprocess.run(["bash", str(script), "up"], capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stdout + up.stderr
+    run, seen, victim, output = None, {}, None, tmp_path / "first_run.log"
     try:
-        check(snakemake(project, "--profile", str(REPO / "profiles" / "slurm"), "--profile",
-                        str(REPO / "profiles" / "ci"), timeout=1200))
+        with output.open("w") as sink:
+            run = subprocess.Popen(["timeout", "-s", "KILL", "1500", *snakemake_command(project, "--profile", "slurm")],
+                                   cwd=project, env=snakemake_env(env), stdout=sink, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        logs, deadline = project / "results" / "logs" / "abinit" / "wf", time.monotonic() + 1200
+        while victim is None and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            for job, state, partition, comment in queued_jobs():
+                seen[job] = (partition, comment)
+                # the executor's comment: rule_<rule>_wildcards_<dataset>_<cutoff>
+                started = logs / f"cutoff{comment.rsplit('_', 1)[-1]}.log"
+                if comment.startswith("rule_abinit") and state == "RUNNING" and started.is_file() and started.stat().st_size:
+                    time.sleep(1.0)
+                    subprocess.run(["scancel", job], check=True, timeout=30)
+                    victim = comment
+                    break
+        run.wait(timeout=900)
+        first = output.read_text()
+        assert victim is not None, "no ab initio job was seen running\n" + first[-3000:]
+        assert run.returncode != 0, first[-3000:]
+        out = project / "results" / "abinit" / "wf" / f"cutoff{victim.rsplit('_', 1)[-1]}"
+        assert not (out / "abinit.mrc").exists() and not (out / "abinit_particles.star").exists()
+        assert not (project / "results" / "report" / "comparison.csv").exists()
+        earlier = {p: p.stat().st_mtime_ns for p in (project / "results").rglob("*")
+                   if p.is_file() and p.parts[len(project.parts) + 1] in ("classify", "score", "select", "pool")}
+        assert len(earlier) > 20
+
+        # The same command again: the incomplete job reruns, the rest resumes.
+        check(snakemake(project, "--profile", "slurm", env=env, timeout=1200))
     finally:
+        if run is not None and run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
         subprocess.run(["bash", str(script), "down"], capture_output=True, timeout=60)
-    # Every job went through sbatch: the executor keeps one log per job under .snakemake/slurm_logs.
-    root = project / ".snakemake" / "slurm_logs"
-    logs = {p.relative_to(root).parts[0].removeprefix("rule_") for p in root.rglob("*.log")}
-    assert {"simulate", "classify", "score", "select_round", "abinit", "validate", "report"} <= logs
+    assert (out / "abinit.mrc").exists()
+    assert not [p for p, t in earlier.items() if p.stat().st_mtime_ns != t]
     assert compare_results(local_run, project) >= 15
+    # Every job but the local rules went through sbatch, to the CPU partition (no job asks for a GPU
+    # with device: cpu): the executor keeps one log per job under .snakemake/slurm_logs.
+    root = project / ".snakemake" / "slurm_logs"
+    submitted = {p.relative_to(root).parts[0].removeprefix("rule_") for p in root.rglob("*.log")}
+    assert {"simulate", "ingest", "classify", "score", "extract", "abinit", "validate"} <= submitted
+    assert not submitted & LOCAL_RULES
+    assert seen and {partition for partition, _ in seen.values()} == {"main"}
 
 
 def compare_results(reference: Path, project: Path) -> int:
@@ -194,7 +266,7 @@ def compare_results(reference: Path, project: Path) -> int:
 def test_run_killed_mid_job_resumes_to_the_same_results(local_run, tmp_path):
     """kill -9 of Snakemake and its jobs during ab initio: the job's outputs are not there to be
     trusted, the earlier steps' results stay as they were, and after `--unlock` the rerun
-    (profiles/local reruns incomplete jobs) completes with the same files as the uninterrupted
+    (the workflow profile reruns incomplete jobs) completes with the same files as the uninterrupted
     run. The run starts from a copy of the finished one without ab initio and what follows it."""
     project = tmp_path / "killed"
     shutil.copytree(local_run, project, symlinks=True)  # file times kept: only the removed steps rerun

@@ -8,8 +8,18 @@ rule classify:
         unpack(classify_inputs),
     output:
         f"{RESULTS}/classify/{{dataset}}/{{step}}/classification.json",
+    log:
+        log_path("classify", "{dataset}/{step}"),
+    benchmark:
+        bench_path("classify", "{dataset}/{step}")
     wildcard_constraints:
         dataset=name_pattern(local_datasets()),
+    conda:
+        "../envs/cryosift.yaml"
+    resources:
+        gpu=lambda wc: job_gpus(wc.dataset),
+        mpi=lambda wc: mpi_launcher(wc.dataset),
+        tasks=lambda wc: mpi_ranks(wc.dataset),
     params:
         engine=lambda wc: ds_engine(wc.dataset),
         engine_args=lambda wc: engine_args(wc.dataset),
@@ -22,21 +32,11 @@ rule classify:
         diameter=lambda wc, input: ds_info(input.info)["diameter_A"],
         previous=lambda wc, input: (
             f"--previous {input.previous} --previous-selection {input.previous_selection}"
-            if "previous" in input.keys() else ""
+            if "previous" in input.keys()
+            else ""
         ),
         device=device_arg(),
         extra=config["classify"]["extra"],
-    log:
-        log_path("classify", "{dataset}/{step}"),
-    benchmark:
-        bench_path("classify", "{dataset}/{step}")
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
-    conda:
-        "../../envs/cryosift.yaml"
     shell:
         "cryosift classify2d {input.particles} -o {params.job} --engine {params.engine} {params.engine_args}"
         " --classes {params.classes} --iterations {params.iterations} --tau2-fudge {params.tau2}"

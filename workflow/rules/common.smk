@@ -6,14 +6,21 @@ import pandas as pd
 from snakemake.utils import validate
 
 from cryosift.errors import InputError
+from cryosift.pipeline.config import check_config, check_sheet
 from cryosift.pipeline.datasets import check_engine, describe_source, rounds_for, source_box
 from cryosift.shipped import model_file
 
-
+SCHEMAS = Path(workflow.basedir) / "schemas"
+# The training configuration (config/train.yaml) names a `train` block; its target makes a model.
+TRAINING = "train" in config
+# Every block is closed: a misspelt key stops the run with one line naming it. Then Snakemake's
+# validation fills the defaults.
+check_config(config, SCHEMAS / "config.schema.yaml")
 validate(config, schema="../schemas/config.schema.yaml")
 
 datasets = pd.read_csv(config["datasets"], sep="\t", dtype=str, comment="#").fillna("")
 datasets.columns = [c.strip() for c in datasets.columns]
+check_sheet(datasets.to_dict("records"), list(datasets.columns), SCHEMAS / "datasets.schema.yaml", config["datasets"])
 validate(datasets, schema="../schemas/datasets.schema.yaml")
 if datasets["dataset"].duplicated().any():
     raise ValueError(f"{config['datasets']}: dataset names must be unique")
@@ -23,11 +30,13 @@ RESULTS = config["results"]
 # The checkpoint is an input of every scoring job (a changed model rescores); a missing one is named
 # here, before any job runs, except under the training configuration, whose `train` target makes one.
 SCORE_MODEL = str(model_file(config["score"]["model"]))
-if "train" not in config and not Path(SCORE_MODEL).is_file():
+if not TRAINING and not Path(SCORE_MODEL).is_file():
     raise InputError(SCORE_MODEL, f"scoring checkpoint not found (config score.model: {config['score']['model']})")
 CUTOFFS = [f"{c:g}" for c in sorted(float(c) for c in config["selection"]["cutoffs"])]
-SOURCES = {ds: describe_source(row["type"], row["source"], where=f"{config['datasets']}: {ds}")
-           for ds, row in datasets.iterrows()}
+SOURCES = {
+    ds: describe_source(row["type"], row["source"], where=f"{config['datasets']}: {ds}")
+    for ds, row in datasets.iterrows()
+}
 CRYOSPARC = config.get("cryosparc", {})
 CRYOSPARC_SETTINGS = f"{RESULTS}/cryosparc/settings.json"
 
@@ -61,12 +70,33 @@ def local_datasets():
 
 
 def engine_args(ds):
-    """Engine settings from config.yaml for the engine a dataset uses (RELION: MPI ranks, programs' folder)."""
+    """Engine settings from config.yaml for the engine a dataset uses (RELION: MPI ranks, GPU, programs' folder)."""
     if ds_engine(ds) != "relion":
         return ""
-    relion = config.get("relion", {})
-    args = f"--mpi {relion.get('mpi', 1)}"
-    return args + (f" --relion-prefix {relion['prefix']}" if relion.get("prefix") else "")
+    relion = config["relion"]
+    args = f"--mpi {relion['mpi']}" + (" --relion-gpu" if relion["gpu"] else "")
+    return args + (f" --relion-prefix {relion['prefix']}" if relion["prefix"] else "")
+
+
+def job_gpus(ds):
+    """GPUs a classification or ab initio job of this dataset asks for: 1 for the builtin engine
+    unless ``device: cpu`` (``auto`` takes the GPU it is given), 1 for RELION with ``relion.gpu``,
+    none for work on a CryoSPARC server."""
+    engine = ds_engine(ds)
+    if engine == "builtin":
+        return 0 if config["device"] == "cpu" else 1
+    return 1 if engine == "relion" and config["relion"]["gpu"] else 0
+
+
+def mpi_ranks(ds):
+    """SLURM tasks of a job of this dataset: RELION's MPI ranks (``relion.mpi``), else 1."""
+    return int(config["relion"]["mpi"]) if ds_engine(ds) == "relion" else 1
+
+
+def mpi_launcher(ds):
+    """The ``mpi`` resource: set for a RELION job with several ranks, so that the SLURM executor
+    allocates the ranks as tasks and runs the command (RELION's mpirun) in the allocation."""
+    return "mpirun" if mpi_ranks(ds) > 1 else ""
 
 
 def sheet_box(ds):
@@ -103,7 +133,7 @@ def device_arg():
 
 def step_round(step):
     """1-based round number of a step name ``roundN``; None for ``final``."""
-    return None if step == "final" else int(step[len("round"):])
+    return None if step == "final" else int(step[len("round") :])
 
 
 def classification_of(ds, step):
@@ -216,13 +246,17 @@ def cryosparc_particles(ds, step):
         return [f"{RESULTS}/cryosparc/{ds}/round{r - 1}/kept.cs"]
     n = ds_rounds(ds)
     return [f"{RESULTS}/cryosparc/{ds}/round{n}/kept.cs"] + [
-        f"{RESULTS}/cryosparc/{ds}/round{i}/accepted.cs" for i in range(1, n + 1)]
+        f"{RESULTS}/cryosparc/{ds}/round{i}/accepted.cs" for i in range(1, n + 1)
+    ]
 
 
 def cryosparc_classify_inputs(wildcards):
     ds, step = wildcards.dataset, wildcards.step
-    inputs = {"settings": CRYOSPARC_SETTINGS, "info": f"{RESULTS}/ingest/{ds}/dataset.json",
-              "particles": cryosparc_particles(ds, step)}
+    inputs = {
+        "settings": CRYOSPARC_SETTINGS,
+        "info": f"{RESULTS}/ingest/{ds}/dataset.json",
+        "particles": cryosparc_particles(ds, step),
+    }
     r = step_round(step)
     if r is not None and r >= 2:
         inputs["previous_selection"] = f"{RESULTS}/select/{ds}/round{r - 1}/selection.json"
@@ -251,16 +285,6 @@ def cryosparc_seed():
     """Ab initio seed of every cutoff: cryosparc.seed, else the workflow's seed."""
     seed = CRYOSPARC.get("seed")
     return config["seed"] if seed is None else int(seed)
-
-
-def config_count(mapping, key, default, where):
-    """A whole number >= 0 from ``mapping[key]``; a bad value names its config key."""
-    value = mapping.get(key, default)
-    # --config on the command line gives strings
-    text = str(value).strip()
-    if isinstance(value, bool) or not (isinstance(value, int) or text.isdigit()) or int(text) < 0:
-        raise ValueError(f"config {where}.{key}: expected a whole number >= 0, got {value!r}")
-    return int(text)
 
 
 def training_numbers(count, heldout_first, heldout_count):

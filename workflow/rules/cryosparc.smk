@@ -7,18 +7,14 @@
 rule cryosparc_settings:
     output:
         CRYOSPARC_SETTINGS,
-    params:
-        block=json.dumps(CRYOSPARC, sort_keys=True),
     log:
         log_path("cryosparc", "settings"),
     benchmark:
         bench_path("cryosparc", "settings")
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        block=json.dumps(CRYOSPARC, sort_keys=True),
     shell:
         "cryosift cryosparc settings --json {params.block:q} -o {output} > {log} 2>&1"
 
@@ -28,21 +24,17 @@ rule cryosparc_ingest:
         settings=CRYOSPARC_SETTINGS,
     output:
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
-    params:
-        args=lambda wc: cryosparc_ingest_args(wc.dataset),
-        out=lambda wc, output: str(Path(output.info).parent),
-    wildcard_constraints:
-        dataset=name_pattern(cryosparc_ingested(classified=False)),
     log:
         log_path("ingest", "{dataset}"),
     benchmark:
         bench_path("ingest", "{dataset}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
+    wildcard_constraints:
+        dataset=name_pattern(cryosparc_ingested(classified=False)),
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        args=lambda wc: cryosparc_ingest_args(wc.dataset),
+        out=lambda wc, output: str(Path(output.info).parent),
     shell:
         "cryosift cryosparc ingest --config {input.settings} {params.args} -o {params.out} > {log} 2>&1"
 
@@ -51,12 +43,12 @@ use rule cryosparc_ingest as cryosparc_ingest_classified with:
     output:
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
         classification=f"{RESULTS}/ingest/{{dataset}}/classification.json",
-    wildcard_constraints:
-        dataset=name_pattern(cryosparc_ingested(classified=True)),
     log:
         log_path("ingest", "{dataset}"),
     benchmark:
         bench_path("ingest", "{dataset}")
+    wildcard_constraints:
+        dataset=name_pattern(cryosparc_ingested(classified=True)),
 
 
 rule cryosparc_classify:
@@ -64,25 +56,22 @@ rule cryosparc_classify:
         unpack(cryosparc_classify_inputs),
     output:
         f"{RESULTS}/classify/{{dataset}}/{{step}}/classification.json",
+    log:
+        log_path("classify", "{dataset}/{step}"),
+    benchmark:
+        bench_path("classify", "{dataset}/{step}")
+    wildcard_constraints:
+        dataset=name_pattern(cryosparc_datasets()),
+    conda:
+        "../envs/cryosift.yaml"
     params:
         args=lambda wc: cryosparc_classify_args(wc.dataset, wc.step),
         job=lambda wc, output: str(Path(output[0]).parent),
         previous=lambda wc, input: (
             f"--previous {input.previous} --previous-selection {input.previous_selection}"
-            if "previous" in input.keys() else ""
+            if "previous" in input.keys()
+            else ""
         ),
-    wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
-    log:
-        log_path("classify", "{dataset}/{step}"),
-    benchmark:
-        bench_path("classify", "{dataset}/{step}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=720,
-    conda:
-        "../../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc classify {params.args} -o {params.job} --config {input.settings}"
         " --manifest {output} {params.previous} > {log} 2>&1"
@@ -95,18 +84,14 @@ rule cryosparc_scores:
         scores=f"{RESULTS}/score/{{dataset}}/{{step}}/scores.csv",
     output:
         f"{RESULTS}/cryosparc/{{dataset}}/{{step}}/scores.json",
-    wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
     log:
         log_path("cryosparc", "{dataset}/{step}/scores"),
     benchmark:
         bench_path("cryosparc", "{dataset}/{step}/scores")
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
+    wildcard_constraints:
+        dataset=name_pattern(cryosparc_datasets()),
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc scores --config {input.settings} --classification {input.classification}"
         " --scores {input.scores} -o {output} > {log} 2>&1"
@@ -122,21 +107,17 @@ rule cryosparc_select_round:
     output:
         accepted=f"{RESULTS}/cryosparc/{{dataset}}/{{step}}/accepted.cs",
         kept=f"{RESULTS}/cryosparc/{{dataset}}/{{step}}/kept.cs",
-    params:
-        out=lambda wc, output: str(Path(output.kept).parent),
-    wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
-        step=r"round\d+",
     log:
         log_path("cryosparc", "{dataset}/{step}/select"),
     benchmark:
         bench_path("cryosparc", "{dataset}/{step}/select")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
+    wildcard_constraints:
+        dataset=name_pattern(cryosparc_datasets()),
+        step=r"round\d+",
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        out=lambda wc, output: str(Path(output.kept).parent),
     shell:
         "cryosift cryosparc select --config {input.settings} --classification {input.classification}"
         " --selection {input.selection} -o {params.out} > {log} 2>&1"
@@ -150,20 +131,16 @@ rule cryosparc_select_final:
         shown=f"{RESULTS}/cryosparc/{{dataset}}/final/scores.json",
     output:
         subsets=expand(f"{RESULTS}/cryosparc/{{{{dataset}}}}/final/score_le_{{cutoff}}.cs", cutoff=CUTOFFS),
-    params:
-        out=lambda wc, output: str(Path(output.subsets[0]).parent),
-    wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
     log:
         log_path("cryosparc", "{dataset}/final/select"),
     benchmark:
         bench_path("cryosparc", "{dataset}/final/select")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
+    wildcard_constraints:
+        dataset=name_pattern(cryosparc_datasets()),
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        out=lambda wc, output: str(Path(output.subsets[0]).parent),
     shell:
         "cryosift cryosparc select --config {input.settings} --classification {input.classification}"
         " --selection {input.selection} -o {params.out} > {log} 2>&1"
@@ -176,23 +153,19 @@ rule cryosparc_reconstruct:
     output:
         volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
         particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
+    log:
+        log_path("abinit", "{dataset}/cutoff{cutoff}"),
+    benchmark:
+        bench_path("abinit", "{dataset}/cutoff{cutoff}")
+    wildcard_constraints:
+        dataset=name_pattern(cryosparc_datasets()),
+    conda:
+        "../envs/cryosift.yaml"
     params:
         out=lambda wc: f"{RESULTS}/cryosparc/{wc.dataset}/cutoff{wc.cutoff}",
         copy_to=lambda wc, output: str(Path(output.volume).parent),
         seed=cryosparc_seed(),
         box=lambda wc: cryosparc_box_arg(wc.dataset),
-    wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
-    log:
-        log_path("abinit", "{dataset}/cutoff{cutoff}"),
-    benchmark:
-        bench_path("abinit", "{dataset}/cutoff{cutoff}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=1440,
-    conda:
-        "../../envs/cryosift.yaml"
     shell:
         "cryosift cryosparc reconstruct --config {input.settings} --particles {input.particles} -o {params.out}"
         " --seed {params.seed}{params.box} --copy-to {params.copy_to} > {log} 2>&1"

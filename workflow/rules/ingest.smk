@@ -4,19 +4,15 @@
 rule simulate:
     output:
         f"{RESULTS}/simulate/{{dataset}}/dataset.json",
-    params:
-        spec=lambda wc: simulation_args(wc.dataset),
-        out=lambda wc, output: str(Path(output[0]).parent),
     log:
         log_path("simulate", "{dataset}"),
     benchmark:
         bench_path("simulate", "{dataset}")
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        spec=lambda wc: simulation_args(wc.dataset),
+        out=lambda wc, output: str(Path(output[0]).parent),
     shell:
         "cryosift simulate {params.out} {params.spec} -j {threads} > {log} 2>&1"
 
@@ -27,21 +23,17 @@ rule ingest:
     output:
         particles=f"{RESULTS}/ingest/{{dataset}}/particles.star",
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
-    params:
-        args=lambda wc, input: ingest_args(wc.dataset, input),
-        out=lambda wc, output: str(Path(output.info).parent),
-    wildcard_constraints:
-        dataset=name_pattern(ingested_here(classified=False)),
     log:
         log_path("ingest", "{dataset}"),
     benchmark:
         bench_path("ingest", "{dataset}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
+    wildcard_constraints:
+        dataset=name_pattern(ingested_here(classified=False)),
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        args=lambda wc, input: ingest_args(wc.dataset, input),
+        out=lambda wc, output: str(Path(output.info).parent),
     shell:
         "cryosift ingest {params.args} -o {params.out} > {log} 2>&1"
 
@@ -51,9 +43,9 @@ use rule ingest as ingest_classified with:
         particles=f"{RESULTS}/ingest/{{dataset}}/particles.star",
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
         classification=f"{RESULTS}/ingest/{{dataset}}/classification.json",
-    wildcard_constraints:
-        dataset=name_pattern(ingested_here(classified=True)),
     log:
         log_path("ingest", "{dataset}"),
     benchmark:
         bench_path("ingest", "{dataset}")
+    wildcard_constraints:
+        dataset=name_pattern(ingested_here(classified=True)),

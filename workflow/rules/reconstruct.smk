@@ -8,21 +8,17 @@ rule extract:
         reference=f"{RESULTS}/ingest/{{dataset}}/particles.star",
     output:
         f"{RESULTS}/extract/{{dataset}}/cutoff{{cutoff}}/particles.star",
-    wildcard_constraints:
-        dataset=name_pattern(local_datasets()),
-    params:
-        engine=lambda wc: ds_engine(wc.dataset),
-        engine_args=lambda wc: engine_args(wc.dataset),
     log:
         log_path("extract", "{dataset}/cutoff{cutoff}"),
     benchmark:
         bench_path("extract", "{dataset}/cutoff{cutoff}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
+    wildcard_constraints:
+        dataset=name_pattern(local_datasets()),
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        engine=lambda wc: ds_engine(wc.dataset),
+        engine_args=lambda wc: engine_args(wc.dataset),
     shell:
         "cryosift extract {input.selected} --reference {input.reference} --engine {params.engine} {params.engine_args}"
         " -o {output} > {log} 2>&1"
@@ -34,8 +30,18 @@ rule abinit:
     output:
         volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
         particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
+    log:
+        log_path("abinit", "{dataset}/cutoff{cutoff}"),
+    benchmark:
+        bench_path("abinit", "{dataset}/cutoff{cutoff}")
     wildcard_constraints:
         dataset=name_pattern(local_datasets()),
+    conda:
+        "../envs/cryosift.yaml"
+    resources:
+        gpu=lambda wc: job_gpus(wc.dataset),
+        mpi=lambda wc: mpi_launcher(wc.dataset),
+        tasks=lambda wc: mpi_ranks(wc.dataset),
     params:
         engine=lambda wc: ds_engine(wc.dataset),
         engine_args=lambda wc: engine_args(wc.dataset),
@@ -48,17 +54,6 @@ rule abinit:
         symmetry=config["abinit"]["symmetry"],
         device=device_arg(),
         extra=config["abinit"]["extra"],
-    log:
-        log_path("abinit", "{dataset}/cutoff{cutoff}"),
-    benchmark:
-        bench_path("abinit", "{dataset}/cutoff{cutoff}")
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
-    conda:
-        "../../envs/cryosift.yaml"
     shell:
         "cryosift abinit {input.particles} -o {params.out} --engine {params.engine} {params.engine_args} --seed {params.seed}"
         " --initial-resolution {params.initial} --final-resolution {params.final}"

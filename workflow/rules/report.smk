@@ -14,17 +14,13 @@ rule report:
             caption="../report/plots.rst",
             category="Comparison",
         ),
-    params:
-        out=lambda wc, output: str(Path(output.table).parent),
     log:
         log_path("report", "comparison"),
     benchmark:
         bench_path("report", "comparison")
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        out=lambda wc, output: str(Path(output.table).parent),
     shell:
         "cryosift report {input.validations} --summaries {input.summaries} -o {params.out} > {log} 2>&1"

@@ -15,21 +15,17 @@ rule score:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "step": "{step}"},
         ),
-    params:
-        model=config["score"]["model"],
-        batch=config["score"]["batch_size"],
-        device=device_arg(),
     log:
         log_path("score", "{dataset}/{step}"),
     benchmark:
         bench_path("score", "{dataset}/{step}")
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=30,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        model=config["score"]["model"],
+        batch=config["score"]["batch_size"],
+        # Scoring takes well under a second per classification on a CPU: no GPU to wait for.
+        device="--device cpu",
     shell:
         "cryosift score {input.classification} --model {params.model} -o {output.star}"
         " --batch-size {params.batch} {params.device} -j {threads} > {log} 2>&1"

@@ -10,8 +10,14 @@ rule select_round:
         kept=f"{RESULTS}/select/{{dataset}}/{{step}}/kept.star",
         rejected=f"{RESULTS}/select/{{dataset}}/{{step}}/rejected.star",
         summary=f"{RESULTS}/select/{{dataset}}/{{step}}/selection.json",
+    log:
+        log_path("select", "{dataset}/{step}"),
+    benchmark:
+        bench_path("select", "{dataset}/{step}")
     wildcard_constraints:
         step=r"round\d+",
+    conda:
+        "../envs/cryosift.yaml"
     params:
         round=lambda wc: step_round(wc.step),
         rounds=lambda wc: ds_rounds(wc.dataset),
@@ -19,16 +25,6 @@ rule select_round:
         fraction=config["selection"]["accept_fraction"],
         reject=config["selection"]["reject_score"],
         out=lambda wc, output: str(Path(output.summary).parent),
-    log:
-        log_path("select", "{dataset}/{step}"),
-    benchmark:
-        bench_path("select", "{dataset}/{step}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../../envs/cryosift.yaml"
     shell:
         "cryosift select round --particles {input.classification} --scores {input.scores}"
         " --round {params.round} --rounds {params.rounds} --accept-score {params.accept}"
@@ -45,12 +41,8 @@ rule pool:
         log_path("pool", "{dataset}"),
     benchmark:
         bench_path("pool", "{dataset}")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift select pool {input} -o {output} > {log} 2>&1"
 
@@ -62,19 +54,15 @@ rule select_final:
     output:
         subsets=expand(f"{RESULTS}/select/{{{{dataset}}}}/final/score_le_{{cutoff}}.star", cutoff=CUTOFFS),
         summary=f"{RESULTS}/select/{{dataset}}/final/selection.json",
-    params:
-        cutoffs=" ".join(CUTOFFS),
-        out=lambda wc, output: str(Path(output.summary).parent),
     log:
         log_path("select", "{dataset}/final"),
     benchmark:
         bench_path("select", "{dataset}/final")
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        cutoffs=" ".join(CUTOFFS),
+        out=lambda wc, output: str(Path(output.summary).parent),
     shell:
         "cryosift select final --particles {input.classification} --scores {input.scores}"
         " --cutoffs {params.cutoffs} --format star -o {params.out} > {log} 2>&1"

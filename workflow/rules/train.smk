@@ -7,15 +7,16 @@
 # selection datasets (well-classifiable, more junk) measure the selection at the cutoff.
 import json as _json
 
-TRAIN = config.get("train", {})
-TRAIN_OUT = TRAIN.get("out", "results/train")
-TRAIN_SEED = TRAIN.get("seed", 2025)
-TRAIN_N = config_count(TRAIN, "datasets", 160, "train")
-HELDOUT_N = config_count(TRAIN, "heldout", 24, "train")
-TRAIN_SETTINGS = TRAIN.get("settings") or {}
-SELECTION = TRAIN.get("selection", {})
-SELECTION_N = config_count(SELECTION, "datasets", 0, "train.selection")
-HELDOUT_FIRST = config_count(TRAIN, "heldout_first", TRAIN_N, "train")
+# The schema fills every default and checks every value (workflow/schemas/config.schema.yaml).
+TRAIN = config["train"]
+TRAIN_OUT = TRAIN["out"]
+TRAIN_SEED = TRAIN["seed"]
+TRAIN_N = TRAIN["datasets"]
+HELDOUT_N = TRAIN["heldout"]
+TRAIN_SETTINGS = TRAIN["settings"] or {}
+SELECTION = TRAIN["selection"]
+SELECTION_N = SELECTION["datasets"]
+HELDOUT_FIRST = TRAIN.get("heldout_first", TRAIN_N)
 # Per kind of dataset: numbers, master seed and generation settings.
 TRAIN_NUMBERS = {
     "data": training_numbers(TRAIN_N, HELDOUT_FIRST, HELDOUT_N),
@@ -25,36 +26,35 @@ TRAIN_NUMBERS = {
 TRAIN_CSVS = {
     kind: [f"{TRAIN_OUT}/{kind}/ds{i:04d}/classes.csv" for i in numbers] for kind, numbers in TRAIN_NUMBERS.items()
 }
-TRAIN_SEEDS = {"data": TRAIN_SEED, "heldout": TRAIN_SEED, "selection": SELECTION.get("seed", 7)}
+TRAIN_SEEDS = {"data": TRAIN_SEED, "heldout": TRAIN_SEED, "selection": SELECTION["seed"]}
 TRAIN_SETTING_ARGS = {
     kind: (f"--settings '{_json.dumps(settings)}'" if settings else "")
-    for kind, settings in (("data", TRAIN_SETTINGS), ("heldout", TRAIN_SETTINGS),
-                           ("selection", SELECTION.get("settings") or {}))
+    for kind, settings in (
+        ("data", TRAIN_SETTINGS),
+        ("heldout", TRAIN_SETTINGS),
+        ("selection", SELECTION["settings"] or {}),
+    )
 }
 
 
 rule train_simulate:
     output:
         f"{TRAIN_OUT}/{{kind}}/ds{{index}}/settings.json",
+    log:
+        f"{TRAIN_OUT}/logs/simulate/{{kind}}/ds{{index}}.log",
+    benchmark:
+        f"{TRAIN_OUT}/benchmarks/simulate/{{kind}}/ds{{index}}.tsv"
+    wildcard_constraints:
+        kind="data|heldout|selection",
+        index=r"\d{4}",
+    conda:
+        "../envs/cryosift.yaml"
     params:
         folder=lambda wc, output: str(Path(output[0]).parent),
         index=lambda wc: int(wc.index),
         seed=lambda wc: TRAIN_SEEDS[wc.kind],
         settings=lambda wc: TRAIN_SETTING_ARGS[wc.kind],
         device=device_arg(),
-    wildcard_constraints:
-        kind="data|heldout|selection",
-        index=r"\d{4}",
-    log:
-        f"{TRAIN_OUT}/logs/simulate/{{kind}}/ds{{index}}.log",
-    benchmark:
-        f"{TRAIN_OUT}/benchmarks/simulate/{{kind}}/ds{{index}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=3000,
-        runtime=20,
-    conda:
-        "../../envs/cryosift.yaml"
     shell:
         "cryosift train --generate {params.folder} --stage simulate --index {params.index} --seed {params.seed}"
         " {params.settings} {params.device} -j {threads} > {log} 2>&1"
@@ -66,21 +66,17 @@ rule train_grade:
     output:
         csv=f"{TRAIN_OUT}/{{kind}}/ds{{index}}/classes.csv",
         averages=f"{TRAIN_OUT}/{{kind}}/ds{{index}}/averages.npz",
-    params:
-        folder=lambda wc, input: str(Path(input[0]).parent),
-    wildcard_constraints:
-        kind="data|heldout|selection",
-        index=r"\d{4}",
     log:
         f"{TRAIN_OUT}/logs/grade/{{kind}}/ds{{index}}.log",
     benchmark:
         f"{TRAIN_OUT}/benchmarks/grade/{{kind}}/ds{{index}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
+    wildcard_constraints:
+        kind="data|heldout|selection",
+        index=r"\d{4}",
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        folder=lambda wc, input: str(Path(input[0]).parent),
     shell:
         "cryosift train --generate {params.folder} --stage grade -j {threads} > {log} 2>&1"
 
@@ -91,31 +87,28 @@ rule train_model:
     output:
         model=f"{TRAIN_OUT}/model/default.pt",
         metrics=f"{TRAIN_OUT}/model/training.json",
-    params:
-        # The configured datasets, not their folder: it may hold others from an earlier configuration.
-        data=lambda wc, input: " ".join(str(Path(csv).parent) for csv in input),
-        epochs=TRAIN.get("epochs", 40),
-        batch=TRAIN.get("batch_size", 32),
-        lr=TRAIN.get("lr", 1e-4),
-        wd=TRAIN.get("weight_decay", 1e-4),
-        val=TRAIN.get("val_fraction", 0.1),
-        iterations=TRAIN.get("iterations", "all"),
-        seed=TRAIN.get("train_seed", 0),
-        dropout=TRAIN.get("dropout", 0.0),
-        ema=TRAIN.get("ema", 0.998),
-        schedule=TRAIN.get("schedule", "constant"),
-        device=device_arg(),
     log:
         f"{TRAIN_OUT}/logs/train_model.log",
     benchmark:
         f"{TRAIN_OUT}/benchmarks/train_model.tsv"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=180,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    resources:
+        gpu=0 if config["device"] == "cpu" else 1,
+    params:
+        # The configured datasets, not their folder: it may hold others from an earlier configuration.
+        data=lambda wc, input: " ".join(str(Path(csv).parent) for csv in input),
+        epochs=TRAIN["epochs"],
+        batch=TRAIN["batch_size"],
+        lr=TRAIN["lr"],
+        wd=TRAIN["weight_decay"],
+        val=TRAIN["val_fraction"],
+        iterations=TRAIN["iterations"],
+        seed=TRAIN["train_seed"],
+        dropout=TRAIN["dropout"],
+        ema=TRAIN["ema"],
+        schedule=TRAIN["schedule"],
+        device=device_arg(),
     shell:
         "cryosift train --data {params.data} -o {output.model} --epochs {params.epochs} --batch-size {params.batch}"
         " --lr {params.lr} --weight-decay {params.wd} --val-fraction {params.val} --iterations {params.iterations}"
@@ -131,21 +124,17 @@ rule train_quality:
     output:
         json=f"{TRAIN_OUT}/model/quality_{{kind}}.json",
         csv=f"{TRAIN_OUT}/model/quality_{{kind}}.csv",
-    params:
-        data=lambda wc, input: " ".join(str(Path(csv).parent) for csv in input.data),
-        cutoff=TRAIN.get("cutoff", 3.5),
-    wildcard_constraints:
-        kind="heldout|selection",
     log:
         f"{TRAIN_OUT}/logs/train_quality_{{kind}}.log",
     benchmark:
         f"{TRAIN_OUT}/benchmarks/train_quality_{{kind}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
+    wildcard_constraints:
+        kind="heldout|selection",
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
+    params:
+        data=lambda wc, input: " ".join(str(Path(csv).parent) for csv in input.data),
+        cutoff=TRAIN["cutoff"],
     shell:
         "python benchmarks/score_quality.py --data {params.data} --model {input.model} --cutoff {params.cutoff}"
         " --json {output.json} --csv {output.csv} > {log} 2>&1"

@@ -8,6 +8,12 @@ rule validate:
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
     output:
         f"{RESULTS}/validate/{{dataset}}/cutoff{{cutoff}}/validation.json",
+    log:
+        log_path("validate", "{dataset}/cutoff{cutoff}"),
+    benchmark:
+        bench_path("validate", "{dataset}/cutoff{cutoff}")
+    conda:
+        "../envs/cryosift.yaml"
     params:
         out=lambda wc, output: str(Path(output[0]).parent),
         model=lambda wc, input: validation_model_arg(input.info),
@@ -17,16 +23,6 @@ rule validate:
         total=lambda wc, input: ds_info(input.info)["n_particles"],
         seed=config["seed"],
         extra=config["validate"]["extra"],
-    log:
-        log_path("validate", "{dataset}/cutoff{cutoff}"),
-    benchmark:
-        bench_path("validate", "{dataset}/cutoff{cutoff}")
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        "../../envs/cryosift.yaml"
     shell:
         "cryosift validate {input.volume} --particles {input.particles} {params.model}"
         " --model-resolution {params.resolution} --sigma {params.sigma} {params.reslog}"
@@ -37,8 +33,9 @@ rule validate:
 rule summarize:
     input:
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
-        rounds=lambda wc: [f"{RESULTS}/select/{wc.dataset}/round{r}/selection.json"
-                           for r in range(1, ds_rounds(wc.dataset) + 1)],
+        rounds=lambda wc: [
+            f"{RESULTS}/select/{wc.dataset}/round{r}/selection.json" for r in range(1, ds_rounds(wc.dataset) + 1)
+        ],
         final=f"{RESULTS}/select/{{dataset}}/final/selection.json",
         validations=lambda wc: validation_outputs(wc.dataset),
     output:
@@ -47,12 +44,8 @@ rule summarize:
         log_path("summary", "{dataset}"),
     benchmark:
         bench_path("summary", "{dataset}")
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
     conda:
-        "../../envs/cryosift.yaml"
+        "../envs/cryosift.yaml"
     shell:
         "cryosift summarize --info {input.info} --rounds {input.rounds} --final {input.final}"
         " --validations {input.validations} -o {output} > {log} 2>&1"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 
 def add_engine_options(parser) -> None:
-    """``--mpi`` and ``--relion-prefix`` (read by the RELION engine, ignored by the others)."""
+    """``--mpi``, ``--relion-gpu`` and ``--relion-prefix`` (read by the RELION engine, ignored by the others)."""
     group = parser.add_argument_group("RELION engine")
     group.add_argument("--mpi", type=int, default=1,
                        help="MPI ranks for relion_refine (mpirun -n; 1 runs the threaded program) (default: %(default)s)")
+    group.add_argument("--relion-gpu", action="store_true",
+                       help="run relion_refine on the GPUs it is given (--gpu; needs a CUDA build of RELION)")
     group.add_argument("--relion-prefix", default="",
                        help="folder holding RELION's programs (default: found on PATH)")
 
@@ -15,5 +17,5 @@ def add_engine_options(parser) -> None:
 def engine_options(args) -> dict:
     """Constructor keywords for the engine named by ``args.engine``."""
     if getattr(args, "engine", "builtin") == "relion":
-        return {"mpi": args.mpi, "prefix": args.relion_prefix}
+        return {"mpi": args.mpi, "prefix": args.relion_prefix, "gpu": args.relion_gpu}
     return {}

@@ -82,18 +82,22 @@ class RelionEngine(EngineBase):
         MPI ranks (``mpirun -n``); 1 runs the threaded program.
     prefix : str
         Folder holding RELION's programs (default: PATH).
+    gpu : bool
+        Pass ``--gpu`` to relion_refine: it then uses the GPUs the job is given (CUDA_VISIBLE_DEVICES).
     """
 
     name = "relion"
     capabilities = frozenset({"classify2d", "abinit", "reconstruct", "extract"})
 
-    def __init__(self, threads: int = 1, mpi: int = 1, prefix: str = "", **_ignored):
+    def __init__(self, threads: int = 1, mpi: int = 1, prefix: str = "", gpu: bool = False, **_ignored):
         install = find_relion(prefix)
         if install is None:
             raise EngineError("relion", "finding RELION", None, "relion_refine is not on PATH: install RELION "
                               "(Debian/Ubuntu: apt-get install relion) or give its folder (config relion.prefix, --relion-prefix)")
         self.relion: RelionInstall = install
         self.threads, self.mpi = int(threads), int(mpi)
+        # relion_refine's --gpu takes an optional device list; empty: every GPU it can see.
+        self.gpu_args = ["--gpu", ""] if gpu else []
 
     # ----------------------------------------------------------------- 2D classification
     def classify2d(self, particles, job_dir, **options) -> Class2DResult:
@@ -108,7 +112,7 @@ class RelionEngine(EngineBase):
                 cmd = self._continue_command(resumable, job, params.iterations)
             else:
                 star = prepare_input(particles, job)
-                cmd = class2d_command(self.relion, star, job, params, self.threads, self.mpi)
+                cmd = class2d_command(self.relion, star, job, params, self.threads, self.mpi) + self.gpu_args
             clear_markers(job)
             run_relion(cmd, job, "relion_refine (2D classification)")
         found = last_finished_iteration(job)
@@ -132,7 +136,7 @@ class RelionEngine(EngineBase):
     def _continue_command(self, optimiser: Path, job: Path, iterations: int) -> list[str]:
         log.info("continuing %s from %s", job, optimiser.name)
         return [self.relion.refine, "--continue", str(optimiser), "--o", str(job / "run"), "--iter", str(iterations),
-                "--j", str(self.threads), "--pipeline_control", f"{job}/"]
+                "--j", str(self.threads), "--pipeline_control", f"{job}/"] + self.gpu_args
 
     # ----------------------------------------------------------------- initial model
     def abinit(self, particles, job_dir, **options) -> InitialModelResult:
@@ -143,7 +147,7 @@ class RelionEngine(EngineBase):
         if job_status(job) != "success":
             star = prepare_input(particles, job)
             clear_markers(job)
-            cmd = initial_model_command(self.relion, star, job, params, self.threads, self.mpi)
+            cmd = initial_model_command(self.relion, star, job, params, self.threads, self.mpi) + self.gpu_args
             run_relion(cmd, job, "relion_refine (initial model)")
         found = last_finished_iteration_3d(job)
         return InitialModelResult(job, *found)
