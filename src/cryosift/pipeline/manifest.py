@@ -117,4 +117,3 @@ def reuse_manifest(path: str | Path, previous: str | Path) -> dict:
     extra = {k: v for k, v in record.items() if k not in {"format", "engine", "iteration", "job_dir", "model_star",
                                                         "data_star", "classes_mrcs", "reused_from"}}
     return write_manifest(path, record["engine"], record["job_dir"], reused_from=Path(previous).resolve(), **extra)
-
