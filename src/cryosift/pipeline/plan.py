@@ -156,7 +156,7 @@ class WorkflowPlan:
         for ds in self.datasets.values():
             check_engine(ds.source, ds.engine, where=ds.where)
         self.cutoffs = [f"{c:g}" for c in sorted(float(c) for c in config["selection"]["cutoffs"])]
-        self.cryosparc = config.get("cryosparc") or {}
+        self.cryosparc = config.get("cryosparc", {})  # the block as given (passed on to the settings rule)
         self.cryosparc_settings = f"{self.results}/cryosparc/settings.json"
 
     def __getitem__(self, name: str) -> DatasetPlan:
@@ -318,7 +318,7 @@ class WorkflowPlan:
     def cryosparc_reconstruct_args(self, ds: str) -> str:
         """The ab initio seed of every cutoff (``cryosparc.seed``, else the workflow's) and ``--box``
         from the sheet (otherwise the engine reads cryosparc.extraction_box or the source job's)."""
-        seed = self.cryosparc.get("seed")
+        seed = (self.cryosparc or {}).get("seed")
         return flags(("--seed", self.config["seed"] if seed is None else int(seed)), ("--box", self[ds].sheet_box))
 
     def cryosparc_classify_args(self, ds: str, step: str) -> str:
