@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cryosift.engines.cryosparc import build_plan, load_settings, render_plan
-from cryosift.engines.cryosparc.params import PAPER_ABINIT, SMALL_PARTICLE_2D, class2d_params, loop_rounds
+from cryosift.engines.cryosparc.params import PAPER_ABINIT, SMALL_PARTICLE_2D, class2d_params
 from cryosift.errors import InputError
 from cryosift.selection.policy import rounds_for_box
 
@@ -80,8 +80,10 @@ def test_plan_with_starter_job_external_selection_and_validation_jobs():
 
 
 def test_rounds_follow_the_published_rule():
-    for box in (64, 199, 200, 256, 300, 301, 512):
-        assert loop_rounds(box) == rounds_for_box(box)
+    for box, rounds in ((64, 5), (199, 5), (200, 3), (256, 3), (300, 3), (301, 2), (512, 2)):
+        keys = [s.key for s in plan(box) if s.key.endswith("/classify2d")]
+        assert rounds_for_box(box) == rounds and keys == [f"apof/round{r}/classify2d" for r in range(1, rounds + 1)] + [
+            "apof/final/classify2d"]
     assert class2d_params(199)[0] == "class_2D_new" and class2d_params(200)[0] == "class_2D"
 
 

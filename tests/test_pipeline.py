@@ -9,7 +9,7 @@ import pytest
 
 from cryosift.errors import InputError
 from cryosift.io import read_class_averages, read_particles_star, write_particles_star
-from cryosift.pipeline.datasets import describe_source, rounds_for, source_box, star_box
+from cryosift.pipeline.datasets import describe_source, source_box, star_box
 from cryosift.pipeline.extract import map_to_unbinned
 from cryosift.pipeline.ingest import ingest
 from cryosift.pipeline.manifest import is_manifest, read_manifest, write_manifest
@@ -110,8 +110,7 @@ def test_extract_maps_selection_to_unbinned(simulated, tmp_path):
 
 def test_dataset_facts_for_the_dag(simulated, tmp_path):
     src = describe_source("simulated", "demo")
-    assert source_box(src) == 64 and rounds_for(64) == 5 and rounds_for(250) == 3 and rounds_for(320) == 2
-    assert rounds_for(64, override=2) == 2
+    assert source_box(src) == 64
     assert star_box(simulated.particles_star) == 32
     write_particles_star(tmp_path / "p.star", read_particles_star(simulated.particles_star))
     assert source_box(describe_source("relion", str(tmp_path / "p.star"))) == 32

@@ -11,9 +11,10 @@ from cryosift.cli import main as cli_main
 from cryosift.errors import InputError
 from cryosift.simulate import SimulationSpec, load_simulated_dataset, preset, simulate_dataset
 from cryosift.simulate.atomic_models import (
-    atomic_density, find_membrane_belt, get_entry, list_structures, load_structure, micelle_map, polymer_mass_kda,
-    read_manifest, structures_dir,
+    find_membrane_belt, get_entry, list_structures, load_structure, micelle_map, polymer_mass_kda, read_manifest,
+    structures_dir,
 )
+from cryosift.simulate.structure import atomic_density
 
 
 def test_manifest_files_and_licences():

@@ -117,3 +117,25 @@ def test_reslog_on_simulated_particles(tmp_path):
     assert np.all(np.diff(d) < 0) and d[-1] < d[0] - 5.0  # more particles, finer detail
     assert np.abs(result.table["particles"].to_numpy() - [75, 150, 300, 600]).max() <= 1  # split by half set
     assert result.fit.slope > 0 and result.fit.b_factor_A2 > 0
+
+
+def test_reslog_takes_one_pixel_size_per_set_as_every_step(tmp_path):
+    import pandas as pd
+
+    pset = make_particle_set(tmp_path, n=40, box=16, pixel_size=1.06)
+    # Groups that differ past the 6th decimal are one pixel size (as ingest, classification, ab initio).
+    second = pset.optics.iloc[[0]].assign(rlnOpticsGroup=2, rlnImagePixelSize=1.06 + 4e-7)
+    pset.optics = pd.concat([pset.optics, second], ignore_index=True)
+    pset.particles.loc[20:, "rlnOpticsGroup"] = 2
+    seen = []
+
+    def record(sub, symmetry, device):
+        seen.append(sub)
+        h1, h2 = half_maps_with_b(len(sub) * 8, 150.0, box=16, seed=len(sub))
+        return h1, h2, (h1 + h2) / 2
+
+    reslog(pset, sizes=[20, 40], reconstruct=record)
+    assert len(seen) == 2
+    pset.optics.loc[1, "rlnImagePixelSize"] = 1.2
+    with pytest.raises(InputError, match="particles of one set have 2 pixel sizes"):
+        reslog(pset, sizes=[20, 40], reconstruct=record)

@@ -1,7 +1,8 @@
-"""Fourier-space helpers shared by simulation, classification and reconstruction."""
+"""Fourier-space helpers shared by simulation, classification, reconstruction and validation."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -19,10 +20,42 @@ def frequency_grid(box: int, pixel_size: float = 1.0, half: bool = False, device
     return torch.meshgrid(fy, fx, indexing="ij")
 
 
-def radial_index(box: int, half: bool = True, device=None) -> torch.Tensor:
-    """Integer shell index round(|k| in px^-1 units x box) per Fourier pixel, FFT layout."""
-    ky, kx = frequency_grid(box, 1.0, half=half, device=device, dtype=torch.float64)
-    return torch.round(torch.sqrt(kx**2 + ky**2) * box).to(torch.int64)
+def shell_index(box: int, ndim: int = 3, half: bool = True, centred: bool = False, pad: int = 1,
+                tensor: bool = False, device=None):
+    """Fourier shell of every coefficient: round(|k| / pad), |k| in Fourier px of a ``box`` transform.
+
+    The one definition of a shell for classification, reconstruction and FSC. Frequencies are
+    whole numbers, so |k|^2 is exact and the rounding (half to even) never depends on the dtype.
+
+    Parameters
+    ----------
+    box : int
+        Side of the transform (a padded one: ``pad`` x the map's box).
+    ndim : int
+        2 (images) or 3 (maps).
+    half : bool
+        The last axis holds frequencies 0 .. box // 2 only (``rfftn``).
+    centred : bool
+        Zero frequency at index box // 2 on the full axes (as after ``fftshift``), else FFT order.
+    pad : int
+        Padding factor: shells counted in Fourier px of the unpadded box.
+    tensor, device
+        Return a torch tensor on ``device`` instead of a numpy array.
+
+    Returns
+    -------
+    np.ndarray or torch.Tensor
+        int64, shape (box,) * (ndim - 1) + (box // 2 + 1,) when ``half``, else (box,) * ndim.
+    """
+    full = np.arange(box) - box // 2
+    if not centred:
+        full = np.fft.ifftshift(full)
+    axes = [full.astype(np.float64)] * ndim
+    if half:
+        axes[-1] = np.arange(box // 2 + 1, dtype=np.float64)
+    grids = np.meshgrid(*axes, indexing="ij", sparse=True)
+    shells = np.rint(np.sqrt(sum(g**2 for g in grids)) / pad).astype(np.int64)
+    return torch.from_numpy(shells).to(device) if tensor else shells
 
 
 def fourier_crop(images: torch.Tensor, new_box: int) -> torch.Tensor:

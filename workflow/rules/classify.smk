@@ -5,7 +5,7 @@
 
 rule classify:
     input:
-        unpack(classify_inputs),
+        unpack(lambda wc: PLAN.classify_inputs(wc.dataset, wc.step)),
     output:
         f"{RESULTS}/classify/{{dataset}}/{{step}}/classification.json",
     log:
@@ -24,17 +24,13 @@ rule classify:
         engine=lambda wc: ds_engine(wc.dataset),
         engine_args=lambda wc: engine_args(wc.dataset),
         job=lambda wc, output: str(Path(output[0]).parent),
-        classes=lambda wc: config["classify"]["final_classes" if wc.step == "final" else "classes"],
+        classes=lambda wc: PLAN.classes(wc.step),
         iterations=config["classify"]["iterations"],
         tau2=config["classify"]["tau2_fudge"],
         box=config["classify"]["box"],
         seed=config["seed"],
         diameter=lambda wc, input: ds_info(input.info)["diameter_A"],
-        previous=lambda wc, input: (
-            f"--previous {input.previous} --previous-selection {input.previous_selection}"
-            if "previous" in input.keys()
-            else ""
-        ),
+        previous=lambda wc, input: PLAN.previous_args(input),
         device=device_arg(),
         extra=config["classify"]["extra"],
     shell:

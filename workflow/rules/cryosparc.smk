@@ -29,11 +29,11 @@ rule cryosparc_ingest:
     benchmark:
         bench_path("ingest", "{dataset}")
     wildcard_constraints:
-        dataset=name_pattern(cryosparc_ingested(classified=False)),
+        dataset=name_pattern(PLAN.names(on_server=True, has_classes=False)),
     conda:
         "../envs/cryosift.yaml"
     params:
-        args=lambda wc: cryosparc_ingest_args(wc.dataset),
+        args=lambda wc: PLAN.cryosparc_ingest_args(wc.dataset),
         out=lambda wc, output: str(Path(output.info).parent),
     shell:
         "cryosift cryosparc ingest --config {input.settings} {params.args} -o {params.out} > {log} 2>&1"
@@ -48,12 +48,12 @@ use rule cryosparc_ingest as cryosparc_ingest_classified with:
     benchmark:
         bench_path("ingest", "{dataset}")
     wildcard_constraints:
-        dataset=name_pattern(cryosparc_ingested(classified=True)),
+        dataset=name_pattern(PLAN.names(on_server=True, has_classes=True)),
 
 
 rule cryosparc_classify:
     input:
-        unpack(cryosparc_classify_inputs),
+        unpack(lambda wc: PLAN.cryosparc_classify_inputs(wc.dataset, wc.step)),
     output:
         f"{RESULTS}/classify/{{dataset}}/{{step}}/classification.json",
     log:
@@ -61,17 +61,13 @@ rule cryosparc_classify:
     benchmark:
         bench_path("classify", "{dataset}/{step}")
     wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
+        dataset=name_pattern(PLAN.names(on_server=True)),
     conda:
         "../envs/cryosift.yaml"
     params:
-        args=lambda wc: cryosparc_classify_args(wc.dataset, wc.step),
+        args=lambda wc: PLAN.cryosparc_classify_args(wc.dataset, wc.step),
         job=lambda wc, output: str(Path(output[0]).parent),
-        previous=lambda wc, input: (
-            f"--previous {input.previous} --previous-selection {input.previous_selection}"
-            if "previous" in input.keys()
-            else ""
-        ),
+        previous=lambda wc, input: PLAN.previous_args(input),
     shell:
         "cryosift cryosparc classify {params.args} -o {params.job} --config {input.settings}"
         " --manifest {output} {params.previous} > {log} 2>&1"
@@ -89,7 +85,7 @@ rule cryosparc_scores:
     benchmark:
         bench_path("cryosparc", "{dataset}/{step}/scores")
     wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
+        dataset=name_pattern(PLAN.names(on_server=True)),
     conda:
         "../envs/cryosift.yaml"
     shell:
@@ -112,7 +108,7 @@ rule cryosparc_select_round:
     benchmark:
         bench_path("cryosparc", "{dataset}/{step}/select")
     wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
+        dataset=name_pattern(PLAN.names(on_server=True)),
         step=r"round\d+",
     conda:
         "../envs/cryosift.yaml"
@@ -136,7 +132,7 @@ rule cryosparc_select_final:
     benchmark:
         bench_path("cryosparc", "{dataset}/final/select")
     wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
+        dataset=name_pattern(PLAN.names(on_server=True)),
     conda:
         "../envs/cryosift.yaml"
     params:
@@ -158,14 +154,13 @@ rule cryosparc_reconstruct:
     benchmark:
         bench_path("abinit", "{dataset}/cutoff{cutoff}")
     wildcard_constraints:
-        dataset=name_pattern(cryosparc_datasets()),
+        dataset=name_pattern(PLAN.names(on_server=True)),
     conda:
         "../envs/cryosift.yaml"
     params:
         out=lambda wc: f"{RESULTS}/cryosparc/{wc.dataset}/cutoff{wc.cutoff}",
         copy_to=lambda wc, output: str(Path(output.volume).parent),
-        seed=cryosparc_seed(),
-        box=lambda wc: cryosparc_box_arg(wc.dataset),
+        args=lambda wc: PLAN.cryosparc_reconstruct_args(wc.dataset),
     shell:
         "cryosift cryosparc reconstruct --config {input.settings} --particles {input.particles} -o {params.out}"
-        " --seed {params.seed}{params.box} --copy-to {params.copy_to} > {log} 2>&1"
+        " {params.args} --copy-to {params.copy_to} > {log} 2>&1"

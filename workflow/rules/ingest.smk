@@ -11,7 +11,7 @@ rule simulate:
     conda:
         "../envs/cryosift.yaml"
     params:
-        spec=lambda wc: simulation_args(wc.dataset),
+        spec=lambda wc: PLAN.simulation_args(wc.dataset),
         out=lambda wc, output: str(Path(output[0]).parent),
     shell:
         "cryosift simulate {params.out} {params.spec} -j {threads} > {log} 2>&1"
@@ -19,7 +19,7 @@ rule simulate:
 
 rule ingest:
     input:
-        unpack(ingest_inputs),
+        unpack(lambda wc: PLAN.ingest_inputs(wc.dataset)),
     output:
         particles=f"{RESULTS}/ingest/{{dataset}}/particles.star",
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
@@ -28,11 +28,11 @@ rule ingest:
     benchmark:
         bench_path("ingest", "{dataset}")
     wildcard_constraints:
-        dataset=name_pattern(ingested_here(classified=False)),
+        dataset=name_pattern(PLAN.names(on_server=False, has_classes=False)),
     conda:
         "../envs/cryosift.yaml"
     params:
-        args=lambda wc, input: ingest_args(wc.dataset, input),
+        args=lambda wc, input: PLAN.ingest_args(wc.dataset, input.get("simulation")),
         out=lambda wc, output: str(Path(output.info).parent),
     shell:
         "cryosift ingest {params.args} -o {params.out} > {log} 2>&1"
@@ -48,4 +48,4 @@ use rule ingest as ingest_classified with:
     benchmark:
         bench_path("ingest", "{dataset}")
     wildcard_constraints:
-        dataset=name_pattern(ingested_here(classified=True)),
+        dataset=name_pattern(PLAN.names(on_server=False, has_classes=True)),

@@ -20,7 +20,7 @@ rule select_round:
         "../envs/cryosift.yaml"
     params:
         round=lambda wc: step_round(wc.step),
-        rounds=lambda wc: ds_rounds(wc.dataset),
+        rounds=lambda wc: PLAN[wc.dataset].rounds,
         accept=config["selection"]["accept_score"],
         fraction=config["selection"]["accept_fraction"],
         reject=config["selection"]["reject_score"],
@@ -34,7 +34,7 @@ rule select_round:
 
 rule pool:
     input:
-        pool_inputs,
+        lambda wc: PLAN.pool_inputs(wc.dataset),
     output:
         f"{RESULTS}/pool/{{dataset}}/particles.star",
     log:

@@ -7,6 +7,8 @@
 # selection datasets (well-classifiable, more junk) measure the selection at the cutoff.
 import json as _json
 
+from cryosift.pipeline.plan import training_numbers
+
 # The schema fills every default and checks every value (workflow/schemas/config.schema.yaml).
 TRAIN = config["train"]
 TRAIN_OUT = TRAIN["out"]

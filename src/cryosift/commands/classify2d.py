@@ -18,7 +18,8 @@ from cryosift.engines import get_engine
 from cryosift.commands._engine_options import add_engine_options, engine_options
 from cryosift.engines.builtin.params import Class2DParams
 from cryosift.errors import InputError
-from cryosift.pipeline.manifest import reuse_if_loop_stopped, write_empty_manifest, write_manifest
+from cryosift.pipeline.manifest import reuse_manifest, write_empty_manifest, write_manifest
+from cryosift.pipeline.plan import StepAction, classification_action
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +100,13 @@ def _builtin(engine, args, params):
         return engine.classify2d(args.particles, args.output, params, resume=False)
 
 
-def _holds_no_particles(path) -> bool:
-    from cryosift.io.convert import read_particles
-
-    return len(read_particles(path)) == 0
-
-
 def main(args):
-    if reuse_if_loop_stopped(args.manifest, args.previous, args.previous_selection):
+    action = classification_action(args.manifest, args.previous, args.previous_selection, args.particles)
+    if action is StepAction.REUSE:
+        reuse_manifest(args.manifest, args.previous)
         log.info("the loop stopped after the previous round: %s reuses %s", args.manifest, args.previous)
         return
-    if args.manifest and _holds_no_particles(args.particles):
+    if action is StepAction.EMPTY:
         # Every particle was rejected earlier: record an empty classification so the dataset
         # completes with "no particles kept" instead of stopping the whole run.
         write_empty_manifest(args.manifest, args.engine, args.particles)

@@ -28,7 +28,8 @@ from cryosift.engines.cryosparc import CryosparcEngine, render_plan
 from cryosift.engines.cryosparc import workflow as W
 from cryosift.errors import InputError
 from cryosift.io.atomic import write_text_atomic
-from cryosift.pipeline.manifest import reuse_if_loop_stopped, write_manifest
+from cryosift.pipeline.manifest import reuse_manifest, write_manifest
+from cryosift.pipeline.plan import StepAction, classification_action
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,9 @@ def _engine(args) -> CryosparcEngine:
 def main(args):
     if args.action == "settings":
         return _settings(args)
-    if args.action == "classify" and reuse_if_loop_stopped(args.manifest, args.previous, args.previous_selection):
+    if args.action == "classify" and classification_action(
+            args.manifest, args.previous, args.previous_selection) is StepAction.REUSE:
+        reuse_manifest(args.manifest, args.previous)
         log.info("the loop stopped after the previous round: %s reuses %s", args.manifest, args.previous)
         return
     engine = _engine(args)

@@ -20,12 +20,12 @@ Examples::
 
 import json
 import logging
-from pathlib import Path
 
 import yaml
 
 from cryosift.device import pick_device, set_threads
 from cryosift.errors import InputError, require_file
+from cryosift.io.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,7 @@ def _train(args):
              len(train_idx), len(val_idx), result["best_epoch"],
              "n/a" if result["val_mse"] is None else f"{result['val_mse']:.4f}", args.out)
     if args.metrics:
-        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.metrics).write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomic(args.metrics, json.dumps(result, indent=2) + "\n")
 
 
 def main(args):

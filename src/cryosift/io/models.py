@@ -198,6 +198,12 @@ class ParticleSet:
             raise InputError(self.source, f"missing {', '.join(missing)} (needed for {what})")
 
 
+#: RELION's "none" in Å: the estimated resolution of an empty or unresolved class (and its
+#: alignment accuracies without a measure), the resolution of Fourier shell 0. One value
+#: wherever class averages are read, written or scored.
+NO_RESOLUTION = 999.0
+
+
 @dataclass
 class ClassAverages:
     """A set of 2D class averages with the per-class numbers the scorer needs.

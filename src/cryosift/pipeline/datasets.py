@@ -151,12 +151,3 @@ def source_box(source: Source, where=None) -> int:
     if "blob/shape" not in ds.fields():
         raise InputError(p, "no blob/shape: cannot tell the box size (give it in the sheet's box column)")
     return int(np.max(ds["blob/shape"]))
-
-
-def rounds_for(box: int, override=None) -> int:
-    """Loop rounds: the configured number, or the published rule from the box."""
-    if override not in (None, "auto", ""):
-        return int(override)
-    from cryosift.selection.policy import rounds_for_box
-
-    return rounds_for_box(box)

@@ -24,7 +24,7 @@ from cryosift.io.atomic import write_text_atomic
 from cryosift.io.classes import find_cryosparc_class_files, read_cryosparc_classes
 from cryosift.io.convert import read_particles, read_particles_cs
 from cryosift.io.images import check_particle_images
-from cryosift.io.models import ParticleSet, join_image_names
+from cryosift.io.models import NO_RESOLUTION, ParticleSet, join_image_names
 from cryosift.io.mrc import write_stack
 from cryosift.io.star import class2d_iteration_files, last_finished_iteration, write_particles_star, write_star
 from cryosift.pipeline.datasets import describe_source
@@ -68,7 +68,7 @@ def _cryosparc_as_class2d(source: Path, job_dir: Path) -> Path:
     k = int(averages.class_numbers.max())
     images = np.zeros((k,) + averages.images.shape[1:], np.float32)
     images[averages.class_numbers - 1] = averages.images
-    resolution = np.full(k, 999.0)
+    resolution = np.full(k, NO_RESOLUTION)
     resolution[averages.class_numbers - 1] = averages.resolution
     distribution = np.zeros(k)
     distribution[averages.class_numbers - 1] = averages.distribution

@@ -117,21 +117,3 @@ def reuse_manifest(path: str | Path, previous: str | Path) -> dict:
     extra = {k: v for k, v in record.items() if k not in {"format", "engine", "iteration", "job_dir", "model_star",
                                                         "data_star", "classes_mrcs", "reused_from"}}
     return write_manifest(path, record["engine"], record["job_dir"], reused_from=Path(previous).resolve(), **extra)
-
-
-def reuse_if_loop_stopped(manifest, previous, previous_selection) -> bool:
-    """The ``--manifest/--previous/--previous-selection`` rule of a loop round's classification.
-
-    Returns True when the previous round ended the loop: ``manifest`` then names the previous
-    classification and nothing is classified. False when there is no previous round or the
-    loop goes on. InputError for half of the pair, or a stopped loop without ``manifest``.
-    """
-    if bool(previous) != bool(previous_selection):
-        raise InputError(previous or previous_selection, "--previous and --previous-selection go together")
-    if not previous or not loop_stopped(previous_selection):
-        return False
-    if not manifest:
-        raise InputError(previous_selection, "the loop has stopped; give --manifest to record the reuse")
-    reuse_manifest(manifest, previous)
-    return True
-

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from cryosift.fourier import shell_index
+
 #: Shells whose regulariser would exceed this many times the mean weight are treated as empty.
 _EMPTY = 1e8
 
@@ -135,11 +137,8 @@ class Backprojector:
         if box is None and self._shells is not None:
             return self._shells
         b = self.big if box is None else self.pad * box
-        c = b // 2
-        zy = torch.arange(b, device=self.device, dtype=torch.float32) - c
-        x = torch.arange(b // 2 + 1, device=self.device, dtype=torch.float32)
-        r2 = zy[:, None, None] ** 2 + zy[None, :, None] ** 2 + x[None, None, :] ** 2
-        shells = torch.round(torch.sqrt(r2) / self.pad).to(torch.int64)
+        # z and y centred on b // 2, x from 0 (the half-volume layout of this grid)
+        shells = shell_index(b, 3, centred=True, pad=self.pad, tensor=True, device=self.device)
         if box is None:
             self._shells = shells
         return shells

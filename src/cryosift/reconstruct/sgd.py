@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from cryosift.logs import ProgressLog
+from cryosift.masks import soft_disc
 from cryosift.reconstruct.backproject import Backprojector
 from cryosift.reconstruct.particles import undo_origin
 from cryosift.reconstruct.posesearch import (
@@ -71,11 +72,8 @@ class SearchSettings:
 
 
 def soft_sphere(box: int, radius_px: float, edge_px: float, device=None) -> torch.Tensor:
-    """Soft spherical mask, 1 inside ``radius_px``, cosine edge ``edge_px`` wide, shape (box,)*3."""
-    c = torch.arange(box, device=device, dtype=torch.float32) - box // 2
-    r = torch.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
-    t = ((r - radius_px) / max(edge_px, 1e-6)).clamp(0.0, 1.0)
-    return 0.5 + 0.5 * torch.cos(math.pi * t)
+    """Soft spherical mask, 1 inside ``radius_px``, cosine edge ``edge_px`` wide, float32, shape (box,)*3."""
+    return soft_disc(box, 3, radius_px, edge_px, tensor=True, device=device)
 
 
 def random_map(box: int, radius_px: float, resolution_px: float, seed: int, device=None) -> torch.Tensor:

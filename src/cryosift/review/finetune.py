@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cryosift.errors import InputError
-from cryosift.io.atomic import write_text_atomic
+from cryosift.io.atomic import atomic_path, write_text_atomic
 from cryosift.review.grades import GradeBook, grade_value
 from cryosift.scoring.outputs import read_scores
 
@@ -134,7 +134,8 @@ class FineTuner:
             run.mkdir(parents=True)
             snapshot = table.copy()
             snapshot["job"] = jobs
-            snapshot.to_csv(run / "grades.csv", index=False)
+            with atomic_path(run / "grades.csv") as tmp:
+                snapshot.to_csv(tmp, index=False)
             status = {"run": run.name, "phase": "training", "progress": 0.0, "message": "starting training",
                       "graded": len(snapshot), "started": time.time(), "server": os.getpid()}
             self._write(run, status)

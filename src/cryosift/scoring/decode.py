@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from cryosift.io.models import NO_RESOLUTION
 from cryosift.scoring.features import filled_resolution
 
 DECODE_CONVENTIONS = ("published", "grade")
 
 
-def resolution_weight(resolution, fill: float = 999.0) -> np.ndarray:
+def resolution_weight(resolution, fill: float = NO_RESOLUTION) -> np.ndarray:
     """``(min(res) / res)^2`` over one job's classes; 0 where undefined.
 
     Parameters
@@ -37,7 +38,7 @@ def resolution_weight(resolution, fill: float = 999.0) -> np.ndarray:
     return np.where(ok & np.isfinite(w), w, 0.0)
 
 
-def decode(prediction, convention: str, resolution=None, fill: float = 999.0) -> np.ndarray:
+def decode(prediction, convention: str, resolution=None, fill: float = NO_RESOLUTION) -> np.ndarray:
     """CryoSift scores from raw network outputs.
 
     Parameters
@@ -64,7 +65,7 @@ def decode(prediction, convention: str, resolution=None, fill: float = 999.0) ->
     raise ValueError(f"unknown decode convention {convention!r} (one of {', '.join(DECODE_CONVENTIONS)})")
 
 
-def encode(grade, convention: str, resolution=None, fill: float = 999.0) -> np.ndarray:
+def encode(grade, convention: str, resolution=None, fill: float = NO_RESOLUTION) -> np.ndarray:
     """Training targets for grades 1 (best) ... 5 (unusable): the inverse of :func:`decode`."""
     g = np.asarray(grade, dtype=np.float64)
     if convention == "published":

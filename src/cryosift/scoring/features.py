@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cryosift.errors import InputError
-from cryosift.io.models import ClassAverages
+from cryosift.io.models import NO_RESOLUTION, ClassAverages
 from cryosift.scoring.mass import estimate_mass, mass_deviations
 
 #: Column names of the features in the order the network takes them.
@@ -42,7 +42,7 @@ class FeatureSpec:
     """
 
     scale: tuple = (1.0, 1.0, 1.0, 1e-8, 1e-8, 1e-8)
-    resolution_fill: float = 999.0
+    resolution_fill: float = NO_RESOLUTION
     mass_clip: float | None = 1e9
     mass_deviation: str = "absolute"
 
@@ -112,7 +112,7 @@ def class_features(classes: ClassAverages) -> pd.DataFrame:
     })
 
 
-def filled_resolution(resolution, fill: float = 999.0) -> np.ndarray:
+def filled_resolution(resolution, fill: float = NO_RESOLUTION) -> np.ndarray:
     """Resolution in Å with non-finite values (empty classes) replaced by ``fill``."""
     res = np.asarray(resolution, dtype=np.float64)
     return np.where(np.isfinite(res), res, fill)

@@ -13,7 +13,8 @@ around the transmembrane region (:func:`micelle_map`).
 
 Typical use::
 
-    from cryosift.simulate.atomic_models import list_structures, atomic_density
+    from cryosift.simulate.atomic_models import list_structures
+    from cryosift.simulate.structure import atomic_density
     [e.id for e in list_structures()]
     vol = atomic_density("6MSM", box=128, pixel_size=1.5)      # CFTR in a micelle, (128, 128, 128)
 """
@@ -33,6 +34,7 @@ from scipy.spatial import cKDTree
 
 from cryosift.density import model_map
 from cryosift.errors import InputError
+from cryosift.simulate.residues import WATER_MASS
 
 #: Prefix that names a shipped entry in the simulator's ``structure`` setting.
 PREFIX = "pdb:"
@@ -237,10 +239,22 @@ def load_structure_file(path: str | Path, assembly: str | None) -> gemmi.Structu
     return st
 
 
+def model_mass_kda(structure: gemmi.Structure) -> float:
+    """Mass of the first model in kDa: tabulated residue weights in chains, atom weights otherwise."""
+    total = 0.0
+    for chain in structure[0]:
+        for res in chain:
+            info = gemmi.find_tabulated_residue(res.name)
+            if info is not None and info.found() and info.is_amino_acid():
+                total += info.weight - WATER_MASS
+            else:
+                total += sum(a.element.weight * a.occ for a in res)
+        total += WATER_MASS
+    return total / 1000.0
+
+
 def polymer_mass_kda(st: gemmi.Structure) -> float:
     """Mass of the first model's atoms in kDa (the simulator's count: residue weights)."""
-    from cryosift.simulate.structure import model_mass_kda  # one definition of the mass
-
     return model_mass_kda(st)
 
 
@@ -390,44 +404,3 @@ def micelle_for(entry: AtomicEntry, micelle: bool | MicelleSpec | None) -> Micel
     if micelle is None:
         micelle = entry.membrane
     return MicelleSpec() if micelle else None
-
-
-def atomic_density(entry: AtomicEntry | str, box: int, pixel_size: float, resolution: float | None = None,
-                   micelle: bool | None = None) -> np.ndarray:
-    """Map of an entry's assembly, centred in the box, optionally in a micelle.
-
-    The same map the simulator projects for ``structure: pdb:ID`` (it is made by
-    :func:`cryosift.simulate.structure.load_true_structure`).
-
-    Parameters
-    ----------
-    entry : AtomicEntry or str
-        The entry or its PDB id.
-    box : int
-        Map side, px (even).
-    pixel_size : float
-        Å/px.
-    resolution : float, optional
-        Gaussian low-pass, Å (B = 4 d²); at least, and by default, 2 x pixel size.
-    micelle : bool, optional
-        Add a micelle; None adds one to membrane proteins only.
-
-    Returns
-    -------
-    np.ndarray
-        float32, shape (box, box, box), indexed [z, y, x]; the assembly's mean atom
-        position on voxel box // 2.
-
-    Raises
-    ------
-    InputError
-        Unknown entry, or a particle that does not fit the box.
-    """
-    from cryosift.simulate.spec import SimulationSpec
-    from cryosift.simulate.structure import load_true_structure
-
-    e = get_entry(entry) if isinstance(entry, str) else entry
-    spec = SimulationSpec(structure=PREFIX + e.id, box=box, pixel_size=pixel_size, map_resolution=resolution,
-                          micelle=micelle)
-    spec.validate()
-    return load_true_structure(spec).volume

@@ -13,9 +13,18 @@ from scipy.cluster.vq import kmeans2
 from cryosift.density import centring_origin, model_coordinates, model_map, read_model
 from cryosift.errors import InputError
 from cryosift.io.atomic import atomic_path
-from cryosift.simulate.atomic_models import get_entry, is_atomic, load_structure, micelle_for, micelle_map
+from cryosift.simulate.atomic_models import (
+    PREFIX,
+    AtomicEntry,
+    get_entry,
+    is_atomic,
+    load_structure,
+    micelle_for,
+    micelle_map,
+    model_mass_kda,
+)
 from cryosift.simulate.pseudoprotein import build_pseudoprotein
-from cryosift.simulate.residues import WATER_MASS
+from cryosift.simulate.spec import SimulationSpec
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +74,6 @@ class TrueStructure:
     def box(self) -> int:
         """Map side in voxels."""
         return int(self.volume.shape[-1])
-
-
-def model_mass_kda(structure: gemmi.Structure) -> float:
-    """Mass of the first model in kDa: tabulated residue weights in chains, atom weights otherwise."""
-    total = 0.0
-    for chain in structure[0]:
-        for res in chain:
-            info = gemmi.find_tabulated_residue(res.name)
-            if info is not None and info.found() and info.is_amino_acid():
-                total += info.weight - WATER_MASS
-            else:
-                total += sum(a.element.weight * a.occ for a in res)
-        total += WATER_MASS
-    return total / 1000.0
 
 
 def _user_groups(structure: gemmi.Structure, seed: int) -> tuple[np.ndarray, list]:
@@ -202,3 +197,41 @@ def write_model(path: str | Path, structure: gemmi.Structure) -> None:
     doc = structure.make_mmcif_document()
     with atomic_path(path) as tmp:
         doc.write_file(str(tmp))
+
+
+def atomic_density(entry: AtomicEntry | str, box: int, pixel_size: float, resolution: float | None = None,
+                   micelle: bool | None = None) -> np.ndarray:
+    """Map of an entry's assembly, centred in the box, optionally in a micelle.
+
+    The same map the simulator projects for ``structure: pdb:ID`` (it is made by
+    :func:`load_true_structure`).
+
+    Parameters
+    ----------
+    entry : AtomicEntry or str
+        The entry or its PDB id.
+    box : int
+        Map side, px (even).
+    pixel_size : float
+        Å/px.
+    resolution : float, optional
+        Gaussian low-pass, Å (B = 4 d²); at least, and by default, 2 x pixel size.
+    micelle : bool, optional
+        Add a micelle; None adds one to membrane proteins only.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (box, box, box), indexed [z, y, x]; the assembly's mean atom
+        position on voxel box // 2.
+
+    Raises
+    ------
+    InputError
+        Unknown entry, or a particle that does not fit the box.
+    """
+    e = get_entry(entry) if isinstance(entry, str) else entry
+    spec = SimulationSpec(structure=PREFIX + e.id, box=box, pixel_size=pixel_size, map_resolution=resolution,
+                          micelle=micelle)
+    spec.validate()
+    return load_true_structure(spec).volume

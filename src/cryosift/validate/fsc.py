@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
+from cryosift.fourier import shell_index
+
 #: Half maps against each other (Rosenthal & Henderson 2003).
 HALF_MAP_THRESHOLD = 0.143
 #: A map against a noise-free reference such as a model map (equivalent to 0.143 for half maps).
@@ -27,20 +29,6 @@ def _as_array(volume) -> np.ndarray:
     if vol.ndim != 3 or len(set(vol.shape)) != 1:
         raise ValueError(f"expected a cubic 3D map, got shape {vol.shape}")
     return vol
-
-
-def shell_index(box: int) -> np.ndarray:
-    """Shell number round(|k| box) of every voxel of a real-to-complex transform.
-
-    Returns
-    -------
-    np.ndarray
-        int64, shape (box, box, box // 2 + 1), indexed [kz, ky, kx].
-    """
-    k = np.fft.fftfreq(box) * box
-    kx = np.fft.rfftfreq(box) * box
-    r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
-    return np.rint(np.sqrt(r2)).astype(np.int64)
 
 
 def shell_table(box: int, pixel_size: float) -> pd.DataFrame:

@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-
-def _raised_cosine(distance: np.ndarray, edge: float) -> np.ndarray:
-    """1 at distance <= 0, falling as 0.5 + 0.5 cos(pi d / edge) to 0 at ``edge``."""
-    if edge <= 0:
-        return (distance <= 0).astype(np.float32)
-    d = np.clip(distance / edge, 0.0, 1.0)
-    return (0.5 + 0.5 * np.cos(np.pi * d)).astype(np.float32)
+from cryosift.masks import raised_cosine, soft_disc
 
 
 def soft_sphere_mask(box: int, radius_px: float | None = None, edge_px: float | None = None) -> np.ndarray:
@@ -34,9 +28,7 @@ def soft_sphere_mask(box: int, radius_px: float | None = None, edge_px: float | 
     """
     radius = 0.425 * box if radius_px is None else float(radius_px)
     edge = 0.075 * box if edge_px is None else float(edge_px)
-    ax = np.arange(box, dtype=np.float64) - box // 2
-    r = np.sqrt(ax[:, None, None] ** 2 + ax[None, :, None] ** 2 + ax[None, None, :] ** 2)
-    return _raised_cosine(r - radius, edge)
+    return soft_disc(box, 3, radius, edge).astype(np.float32)
 
 
 def threshold_mask(volume: np.ndarray, pixel_size: float, threshold: float, dilate_A: float = 3.0,
@@ -66,7 +58,7 @@ def threshold_mask(volume: np.ndarray, pixel_size: float, threshold: float, dila
     if not inside.any():
         return np.ones(np.shape(volume), dtype=np.float32)
     distance = ndimage.distance_transform_edt(~inside) * pixel_size
-    return _raised_cosine(distance - dilate_A, edge_A)
+    return raised_cosine(distance - dilate_A, edge_A).astype(np.float32)
 
 
 def model_mask(model_map: np.ndarray, pixel_size: float, dilate_A: float = 3.0, edge_A: float = 6.0,

@@ -246,10 +246,7 @@ def reslog(pset: ParticleSet, sizes=None, seed: int = 0, symmetry: str = "C1", m
     pset.require(["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"], "ResLog (reconstruction with known poses)")
     if reconstruct is None:
         reconstruct = _default_reconstruction()
-    pixel_sizes = np.unique(np.round(pset.pixel_size, 6))
-    if len(pixel_sizes) != 1:
-        raise InputError(pset.source, f"particles have several pixel sizes {list(pixel_sizes)}; ResLog needs one")
-    pixel_size = float(pixel_sizes[0])
+    pixel_size = pset.common_pixel_size()
     halves = half_set_labels(pset, seed)
     particles = pset.particles.copy()
     particles["rlnRandomSubset"] = halves

@@ -17,8 +17,8 @@ import torch
 
 from cryosift.engines.builtin.grids import Coefficients
 from cryosift.engines.builtin.rotation import padded_spectrum, sample_rotated
+from cryosift.io.models import NO_RESOLUTION
 
-EMPTY = 999.0
 P_VALUE = -math.log(0.01)  # 4.60517
 INCR_SIZE = 10  # shells searched beyond the current resolution (RELION's --incr_size)
 
@@ -26,7 +26,7 @@ INCR_SIZE = 10  # shells searched beyond the current resolution (RELION's --incr
 def estimated_resolution(data_vs_prior: torch.Tensor, box: int, pixel_size: float, class_prior: torch.Tensor) -> np.ndarray:
     """Resolution per class in Å (999 for empty classes or no resolved shell), float64, shape (K,)."""
     dvp = data_vs_prior.cpu().numpy()
-    out = np.full(dvp.shape[0], EMPTY)
+    out = np.full(dvp.shape[0], NO_RESOLUTION)
     for k in range(dvp.shape[0]):
         # Counting starts at shell 1: the zero frequency only carries the average density.
         below = np.flatnonzero(dvp[k, 1:] < 1.0)
@@ -105,7 +105,7 @@ def alignment_accuracy(references: torch.Tensor, class_prior: torch.Tensor, coef
         Å, shape (K,).
     """
     k_classes = references.shape[0]
-    rot_out, trans_out = np.full(k_classes, EMPTY), np.full(k_classes, EMPTY)
+    rot_out, trans_out = np.full(k_classes, NO_RESOLUTION), np.full(k_classes, NO_RESOLUTION)
     if ctf.shape[0] == 0:
         return rot_out, trans_out
     rot_sched, trans_sched = _error_schedule("rotation"), _error_schedule("translation")

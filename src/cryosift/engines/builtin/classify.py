@@ -40,7 +40,7 @@ from cryosift.engines.builtin.state import ModelState, empty_assignments, load_s
 from cryosift.errors import InputError
 from cryosift.io.atomic import write_text_atomic
 from cryosift.io.convert import read_particles
-from cryosift.io.models import ParticleSet
+from cryosift.io.models import NO_RESOLUTION, ParticleSet
 from cryosift.io.star import last_finished_iteration, particles_from_blocks
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,9 @@ def initial_state(data: ParticleData, params: Class2DParams, max_radius: int) ->
         prior_offsets=torch.zeros((k, 2), dtype=torch.float64, device=data.device),
         sigma2_offset=float(params.sigma_offset**2), radius=next_radius(dvp, prior, data.box, max_radius),
         data_vs_prior=dvp, coverage=torch.zeros_like(dvp),
-        resolution=torch.full((k,), 999.0, dtype=torch.float64), acc_rotations=torch.full((k,), 999.0, dtype=torch.float64),
-        acc_translations=torch.full((k,), 999.0, dtype=torch.float64), log_likelihood=0.0, ave_pmax=0.0,
+        resolution=torch.full((k,), NO_RESOLUTION, dtype=torch.float64),
+        acc_rotations=torch.full((k,), NO_RESOLUTION, dtype=torch.float64),
+        acc_translations=torch.full((k,), NO_RESOLUTION, dtype=torch.float64), log_likelihood=0.0, ave_pmax=0.0,
         **empty_assignments(data.n, data.initial_offsets))
 
 

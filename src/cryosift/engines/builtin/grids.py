@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
+from cryosift.fourier import shell_index
+from cryosift.masks import soft_disc
+
 
 @dataclass
 class Coefficients:
@@ -54,9 +57,8 @@ def half_plane_shells(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor
     ky = torch.fft.fftfreq(box, d=1.0 / box, device=device, dtype=torch.float64)
     kx = torch.fft.rfftfreq(box, d=1.0 / box, device=device, dtype=torch.float64)
     gy, gx = torch.meshgrid(ky, kx, indexing="ij")
-    shell = torch.round(torch.sqrt(gy**2 + gx**2)).to(torch.int64)
     independent = (gx > 0) | (gy >= 0)
-    return shell, independent
+    return shell_index(box, 2, tensor=True, device=device), independent
 
 
 def coefficients(box: int, radius: int, device=None) -> Coefficients:
@@ -157,10 +159,7 @@ def soft_circle(box: int, radius_px: float, edge_px: float, device=None) -> torc
     torch.Tensor
         float32, shape (box, box).
     """
-    c = torch.arange(box, device=device, dtype=torch.float32) - box // 2
-    r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2)
-    x = ((r - radius_px) / max(edge_px, 1e-6)).clamp(0.0, 1.0)
-    return 0.5 + 0.5 * torch.cos(math.pi * x)
+    return soft_disc(box, 2, radius_px, edge_px, tensor=True, device=device)
 
 
 def to_half_plane_ft(images: torch.Tensor) -> torch.Tensor:

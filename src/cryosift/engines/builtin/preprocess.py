@@ -21,7 +21,7 @@ from cryosift.ctf import ctf_2d
 from cryosift.engines.builtin.grids import soft_circle
 from cryosift.errors import InputError
 from cryosift.fourier import fourier_crop
-from cryosift.io.atomic import atomic_path, temp_name
+from cryosift.io.atomic import atomic_path
 from cryosift.io.images import check_image_locations, iter_particle_images
 from cryosift.io.models import CTF_LABELS, CTF_OPTICS_LABELS, ParticleSet
 
@@ -104,13 +104,12 @@ class ParticleData:
         pset.require(CTF_LABELS + CTF_OPTICS_LABELS + ("rlnImagePixelSize", "rlnImageSize"), "2D classification with CTF")
         if len(pset) == 0:
             raise InputError(pset.source, "no particles to classify (every particle was rejected before this step)")
-        apix = np.unique(np.round(pset.optics["rlnImagePixelSize"].to_numpy(np.float64), 4))
-        if len(apix) != 1:
-            raise InputError(pset.source, f"optics groups have different pixel sizes {list(apix)}; classify them separately")
+        pset.common_pixel_size()  # one pixel size per set, or InputError naming the groups
         self.pset = pset
         self.n = len(pset)
         self.original_box = pset.box
-        self.original_pixel_size = float(apix[0])
+        # Kept to 1e-4 Å, as this engine's job files have always recorded it.
+        self.original_pixel_size = float(np.round(pset.pixel_size[0], 4))
         self.box = int(box)
         self.pixel_size = self.original_pixel_size * self.original_box / self.box
         self.device = device
@@ -160,16 +159,11 @@ class ParticleData:
             log.info("reusing preprocessed particles in %s", cache)
             return np.load(cache, mmap_mode="r")
         log.info("preprocessed particles (%.1f GB) do not fit in memory: caching them in %s", nbytes / 2**30, cache)
-        tmp = temp_name(cache)
-        try:
+        with atomic_path(cache) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(self.n, self.box, self.box))
             self._fill(out)
             out.flush()
             del out
-            os.replace(tmp, cache)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         with atomic_path(meta) as t:
             t.write_text(json.dumps(self._fingerprint()))
         return np.load(cache, mmap_mode="r")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cryosift.engines.builtin.state import ModelState, save_state
+from cryosift.io.models import NO_RESOLUTION
 from cryosift.io.mrc import write_stack
 from cryosift.io.star import write_star
 
@@ -42,7 +43,7 @@ def model_tables(state: ModelState, data, params, classes_name: str) -> dict:
     shells = np.arange(n_shells)
     freq = shells / (box * apix)
     with np.errstate(divide="ignore"):
-        angstrom = np.where(shells > 0, box * apix / np.maximum(shells, 1), 999.0)
+        angstrom = np.where(shells > 0, box * apix / np.maximum(shells, 1), NO_RESOLUTION)
     sigma2 = state.sigma2.cpu().numpy()
     general = {
         "rlnReferenceDimensionality": 2, "rlnDataDimensionality": 2, "rlnOriginalImageSize": box,
@@ -59,7 +60,7 @@ def model_tables(state: ModelState, data, params, classes_name: str) -> dict:
     res = state.resolution.cpu().numpy()
     overall = np.zeros(k)
     for i in range(k):  # fraction of coefficients above SSNR 1 inside the resolved disc
-        if res[i] < 999:
+        if res[i] < NO_RESOLUTION:
             overall[i] = coverage[i, 1:int(round(box * apix / res[i])) + 1].mean()
     classes = pd.DataFrame({
         "rlnReferenceImage": [f"{i + 1:06d}@{classes_name}" for i in range(k)],

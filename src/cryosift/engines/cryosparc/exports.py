@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import warnings
 from pathlib import Path
@@ -24,7 +23,7 @@ from cryosift.engines.cryosparc.graph import CLASS2D_AVERAGES, CLASS2D_PARTICLES
 from cryosift.engines.cryosparc.layout import finite_resolution, write_relion_class2d
 from cryosift.engines.cryosparc.settings import CryosparcSettings
 from cryosift.errors import InputError
-from cryosift.io.atomic import temp_name, write_text_atomic
+from cryosift.io.atomic import atomic_path, write_text_atomic
 from cryosift.io.convert import particles_from_dataset
 from cryosift.io.cs import write_cs
 from cryosift.io.models import ParticleSet
@@ -146,13 +145,8 @@ def _resolve_one(item, project: str) -> list[OutputRef]:
 def download(adapter, project: str, rel_path: str, target: str | Path) -> Path:
     """Copy a project file (path relative to the project folder) to ``target`` atomically."""
     target = Path(target)
-    tmp = temp_name(target)
-    try:
+    with atomic_path(target) as tmp:
         adapter.download_file(project, rel_path, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
 
 

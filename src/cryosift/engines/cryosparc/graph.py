@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from cryosift.engines.cryosparc import params as P
 from cryosift.engines.cryosparc.settings import CryosparcSettings
 from cryosift.errors import InputError
+from cryosift.selection.policy import rounds_for_box
 
 # Output names of the cryoSPARC job types used here.
 CLASS2D_PARTICLES = "particles"
@@ -199,7 +200,7 @@ def build_plan(s: CryosparcSettings, box: int, source: str | None = None, rounds
         First part of every step name, as the engine derives it from the workflow's folders
         (``results/classify/<dataset>/round1`` -> ``<dataset>/round1/classify2d``).
     """
-    rounds = int(rounds or P.loop_rounds(box))
+    rounds = int(rounds or rounds_for_box(box))
     d = dataset.strip("/")
     job_type, params2d = P.class2d_params(box, overrides=s.classify_params)
     if s.starter_job:

@@ -17,12 +17,9 @@ import numpy as np
 import pandas as pd
 
 from cryosift.errors import InputError
-from cryosift.io.models import ParticleSet
+from cryosift.io.models import NO_RESOLUTION, ParticleSet
 from cryosift.io.mrc import write_stack
 from cryosift.io.star import write_particles_star, write_star
-
-#: RELION's resolution for classes without a finite estimate (empty classes), Å.
-NO_RESOLUTION = 999.0
 
 
 def image_reference(path: Path) -> str:
@@ -91,8 +88,8 @@ def write_relion_class2d(job_dir: str | Path, iteration: int, images: np.ndarray
     table = pd.DataFrame({
         "rlnReferenceImage": [f"{i + 1:06d}@{ref}" for i in range(k)],
         "rlnClassDistribution": counts / max(int(counts.sum()), 1),
-        "rlnAccuracyRotations": np.full(k, 999.0),
-        "rlnAccuracyTranslationsAngst": np.full(k, 999.0),
+        "rlnAccuracyRotations": np.full(k, NO_RESOLUTION),
+        "rlnAccuracyTranslationsAngst": np.full(k, NO_RESOLUTION),
         "rlnEstimatedResolution": res,
         "rlnOverallFourierCompleteness": np.zeros(k),
         "rlnClassPriorOffsetX": np.zeros(k),

@@ -20,9 +20,9 @@ import logging
 
 log = logging.getLogger(__name__)
 
-#: Boxes below this (px) count as small particles; above LARGE_BOX as large.
+#: Boxes below this (px) count as small particles (the 2D job type; the loop's rounds follow
+#: :func:`cryosift.selection.policy.rounds_for_box`).
 SMALL_BOX = 200
-LARGE_BOX = 300
 
 #: The paper's 2D settings for small particles (``class_2D_new``).
 SMALL_PARTICLE_2D = {
@@ -57,16 +57,6 @@ IGNORED_2D = ("iterations", "tau2_fudge", "psi_step", "offset_range", "offset_st
 
 #: Starter-job parameters copied when the starter's job type differs from the one chosen.
 _SHARED_2D_PREFIXES = ("class2D_", "random_seed", "compute_use_ssd")
-
-
-def loop_rounds(box: int) -> int:
-    """Selection rounds for a full extraction box (px): < 200: 5, 200-300: 3, > 300: 2.
-
-    The published rule, as :func:`cryosift.selection.rounds_for_box` (kept here so that planning
-    does not load the scoring stack).
-    """
-    box = int(box)
-    return 5 if box < SMALL_BOX else (3 if box <= LARGE_BOX else 2)
 
 
 def class2d_job_type(box: int) -> str:

@@ -27,6 +27,7 @@ from cryosift.engines.relion.commands import (
 from cryosift.engines.relion.detect import RelionInstall, find_relion
 from cryosift.engines.relion.runner import clear_markers, job_status, run_relion
 from cryosift.errors import EngineError, InputError
+from cryosift.io.atomic import atomic_path
 from cryosift.io.convert import read_particles
 from cryosift.io.models import ParticleSet, join_image_names
 from cryosift.io.star import last_finished_iteration, read_particles_star, write_particles_star
@@ -168,10 +169,9 @@ class RelionEngine(EngineBase):
             if out.exists():
                 continue
             subset = {"half1": 1, "half2": 2}.get(key)
-            tmp = out.with_name(f".{out.stem}.part.mrc")
-            run_relion(reconstruct_command(self.relion, star, tmp, symmetry, subset), job,
-                       f"relion_reconstruct ({key})", log_name="reconstruct.log")
-            tmp.replace(out)
+            with atomic_path(out) as tmp:
+                run_relion(reconstruct_command(self.relion, star, tmp, symmetry, subset), job,
+                           f"relion_reconstruct ({key})", log_name="reconstruct.log")
         return outputs
 
     # ----------------------------------------------------------------- re-extraction

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cryosift.masks import soft_disc
+
 #: RELION's default width of the soft edge of the particle mask (``--maskedge``), px.
 RELION_MASK_EDGE_PX = 5.0
 
@@ -29,10 +31,7 @@ def relion_mask_weights(box: int, radius_px: float, edge_px: float = RELION_MASK
     np.ndarray
         float64, shape (box, box), centred on pixel box // 2; a raised cosine in between.
     """
-    c = np.arange(box, dtype=np.float64) - box // 2
-    r = np.hypot(c[:, None], c[None, :])
-    t = np.clip((r - radius_px) / max(edge_px, 1e-6), 0.0, 1.0)
-    return 0.5 - 0.5 * np.cos(np.pi * t)
+    return soft_disc(box, 2, radius_px, edge_px, rising=True)
 
 
 def relion_render(images: np.ndarray, pixel_size: float, mask_diameter_A: float,

@@ -41,8 +41,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryosift.fourier import shell_index
 from cryosift.io.models import split_image_names
 from cryosift.io.rotations import euler_to_matrix
+from cryosift.masks import soft_disc
 from cryosift.projection import Projector
 
 #: Members projected for the ideal average of one class.
@@ -180,11 +182,8 @@ def inplane_residuals(phi: np.ndarray) -> np.ndarray:
 
 
 def _soft_mask(box: int, radius: float) -> torch.Tensor:
-    c = torch.arange(box, dtype=torch.float32) - box // 2
-    r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2)
-    edge = max(2.0, 0.06 * box)
-    x = ((r - radius) / edge).clamp(0.0, 1.0)
-    return 0.5 + 0.5 * torch.cos(math.pi * x)
+    """The classification's particle mask: a ``max(2, 0.06 box)`` px raised-cosine edge, float32, (box, box)."""
+    return soft_disc(box, 2, radius, max(2.0, 0.06 * box), tensor=True)
 
 
 def _rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
@@ -219,8 +218,7 @@ def frc(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     """Fourier ring correlation of two images (box, box) for rings 0 .. box // 2 - 1."""
     box = a.shape[-1]
     fa, fb = torch.fft.fft2(a.double()), torch.fft.fft2(b.double())
-    k = torch.fft.fftfreq(box, d=1.0 / box, dtype=torch.float64)
-    ring = torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2).round().long().reshape(-1)
+    ring = shell_index(box, 2, half=False, tensor=True).reshape(-1)
     keep = ring < box // 2
     ring = ring[keep]
     num = torch.zeros(box // 2, dtype=torch.float64).index_add_(0, ring, (fa * fb.conj()).real.reshape(-1)[keep])
