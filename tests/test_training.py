@@ -275,6 +275,23 @@ def test_smoke_training_resumes_to_the_same_model(tiny_sets, tmp_path):
         train(ex.subset(va), tmp_path / "b.pt", s, device="cpu")
 
 
+def test_rendering_augmentation_trains_other_weights_and_is_recorded(tiny_sets, tmp_path):
+    root, _ = tiny_sets
+    small = Preprocessing(input_size=32)
+    ex = load_generated([root], preprocessing=small)
+    assert torch.isfinite(ex.diameter_px).all()  # generated datasets know their particle
+    cfg = ModelConfig(preprocessing=small)
+    train(ex, tmp_path / "plain.pt", TrainSettings(epochs=1, batch_size=8, seed=3), config=cfg, device="cpu")
+    train(ex, tmp_path / "r.pt", TrainSettings(epochs=1, batch_size=8, seed=3, render=0.5), config=cfg, device="cpu")
+    train(ex, tmp_path / "r2.pt", TrainSettings(epochs=1, batch_size=8, seed=3, render=0.5), config=cfg,
+          device="cpu")
+    plain, rendered, again = (load_checkpoint(tmp_path / n).network.state_dict() for n in ("plain.pt", "r.pt", "r2.pt"))
+    assert any(not torch.equal(plain[k], rendered[k]) for k in plain)
+    assert all(torch.equal(rendered[k], again[k]) for k in rendered)  # seeded: the same draws
+    assert load_checkpoint(tmp_path / "r.pt").config.provenance["recipe"]["render"] == 0.5
+    assert "render" not in load_checkpoint(tmp_path / "plain.pt").config.provenance["recipe"]
+
+
 def test_cosine_schedule_decays_to_zero_and_counts_the_batches():
     s = TrainSettings(lr=2e-4, schedule="cosine")
     assert learning_rate(s, 0, 100) == pytest.approx(2e-4)

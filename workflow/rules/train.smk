@@ -110,12 +110,13 @@ rule train_model:
         dropout=TRAIN["dropout"],
         ema=TRAIN["ema"],
         schedule=TRAIN["schedule"],
+        render=TRAIN["render"],
         device=device_arg(),
     shell:
         "cryosift train --data {params.data} -o {output.model} --epochs {params.epochs} --batch-size {params.batch}"
         " --lr {params.lr} --weight-decay {params.wd} --val-fraction {params.val} --iterations {params.iterations}"
         " --seed {params.seed} --dropout {params.dropout} --ema {params.ema} --schedule {params.schedule}"
-        " --metrics {output.metrics}"
+        " --render {params.render} --metrics {output.metrics}"
         " {params.device} -j {threads} > {log} 2>&1"
 
 

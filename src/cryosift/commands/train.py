@@ -55,6 +55,9 @@ def add_args(parser):
     t.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                    help="learning rate: constant, or cosine decay to zero over the epochs (default: %(default)s)")
     t.add_argument("--no-augment", action="store_true", help="no random rotations and mirrors")
+    t.add_argument("--render", type=float, default=0.0,
+                   help="chance per example of re-boxing and RELION-masking it (training datasets only; "
+                        "default: 0, none)")
     t.add_argument("--ema", type=float, default=0.998,
                    help="decay of the moving average of the weights that is validated and saved; 0: none "
                         "(default: %(default)s)")
@@ -123,7 +126,8 @@ def _train(args):
     train_idx, val_idx = split_by_structure(examples.groups, fraction, args.seed)
     settings = TrainSettings(epochs=args.epochs or (10 if fine else 40), batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, augment=not args.no_augment, seed=args.seed,
-                             dropout=args.dropout, ema=args.ema, schedule=args.schedule)
+                             dropout=args.dropout, ema=args.ema, schedule=args.schedule,
+                             render=args.render)
     sources = [str(d) for d in (args.data or [])] + [str(f) for f in (args.labels or [])]
     result = train(examples.subset(train_idx), args.out, settings,
                    validation=examples.subset(val_idx) if len(val_idx) else None, init=init, device=args.device,

@@ -9,6 +9,7 @@ the job's classes), so a model sees the same numbers in training and in use.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import torch
 from cryosift.errors import InputError
 from cryosift.scoring.decode import encode
 from cryosift.scoring.features import DEFAULT_FEATURES, FeatureSpec, feature_matrix
-from cryosift.scoring.preprocess import DEFAULT_PREPROCESSING, Preprocessing, preprocess
+from cryosift.scoring.preprocess import (DEFAULT_PREPROCESSING, Preprocessing, background_normalise, centre_crop,
+                                        fourier_resize, preprocess)
 from cryosift.scoring.training.generate import CLASSES_CSV, read_training_dataset
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ class Examples:
         Structure id of each example (object array, (n,)); splits never separate a structure.
     table : pd.DataFrame
         One row per example (grade, dataset, class ...).
+    diameter_px : torch.Tensor or None
+        float32 (n,): the particle's diameter in network-input px (NaN where unknown, as for
+        user grades); used by the rendering augmentation (:func:`render_augment`).
     """
 
     images: torch.Tensor
@@ -48,6 +53,11 @@ class Examples:
     target: torch.Tensor
     groups: np.ndarray
     table: pd.DataFrame
+    diameter_px: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.diameter_px is None:
+            self.diameter_px = torch.full((len(self.target),), float("nan"))
 
     def __len__(self) -> int:
         return len(self.target)
@@ -56,7 +66,7 @@ class Examples:
         idx = np.asarray(index, dtype=np.int64)
         t = torch.from_numpy(idx)
         return Examples(self.images[t], self.features[t], self.target[t], self.groups[idx],
-                        self.table.iloc[idx].reset_index(drop=True))
+                        self.table.iloc[idx].reset_index(drop=True), self.diameter_px[t])
 
     @staticmethod
     def concat(parts: list["Examples"]) -> "Examples":
@@ -65,7 +75,8 @@ class Examples:
             raise ValueError("no examples")
         return Examples(torch.cat([p.images for p in parts]), torch.cat([p.features for p in parts]),
                         torch.cat([p.target for p in parts]), np.concatenate([p.groups for p in parts]),
-                        pd.concat([p.table for p in parts], ignore_index=True))
+                        pd.concat([p.table for p in parts], ignore_index=True),
+                        torch.cat([p.diameter_px for p in parts]))
 
 
 def job_examples(images: np.ndarray, table: pd.DataFrame, pixel_size: float, grades, group: str,
@@ -85,6 +96,9 @@ def job_examples(images: np.ndarray, table: pd.DataFrame, pixel_size: float, gra
         Grade (1..5) per class; NaN rows are dropped (after the job's features are computed).
     group : str
         Structure id of the job.
+
+    The particle's diameter (``diameter_A`` of the table, when it has one) is kept in
+    network-input px for the rendering augmentation.
     """
     g = np.asarray(grades, dtype=np.float64)
     feats = feature_matrix(table, features)
@@ -92,8 +106,12 @@ def job_examples(images: np.ndarray, table: pd.DataFrame, pixel_size: float, gra
     x = preprocess(torch.from_numpy(np.asarray(images, dtype=np.float32)[keep]), pixel_size, preprocessing)
     tab = table.loc[keep].reset_index(drop=True).copy()
     tab["grade"] = g[keep]
+    diameter = np.full(int(keep.sum()), np.nan)
+    if "diameter_A" in tab:
+        diameter = tab["diameter_A"].to_numpy(np.float64) / input_pixel_size(np.asarray(images).shape[-1], pixel_size,
+                                                                               preprocessing)
     return Examples(x.contiguous(), torch.from_numpy(feats[keep]), torch.from_numpy(encode(g[keep], "grade")).float(),
-                    np.full(int(keep.sum()), group, dtype=object), tab)
+                    np.full(int(keep.sum()), group, dtype=object), tab, torch.from_numpy(diameter).float())
 
 
 def load_generated(folders, iterations: str = "all", preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
@@ -192,4 +210,78 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         sel = k == r
         if sel.any():
             out[sel] = torch.rot90(out[sel], r, dims=(-2, -1))
+    return out
+
+
+def input_pixel_size(box: int, pixel_size: float, preprocessing: Preprocessing) -> float:
+    """Å per network-input px of a ``box``-px class average at ``pixel_size`` Å/px."""
+    if preprocessing.mode == "fourier" and preprocessing.pixel_size is not None:
+        return float(preprocessing.pixel_size)
+    if preprocessing.mode == "fourier":
+        return float(box) * float(pixel_size) / float(preprocessing.input_size)
+    return float(pixel_size) * max(1.0, float(box) / float(preprocessing.input_size))
+
+
+#: Ranges of the rendering augmentation, from how RELION jobs are set up, not from any scored set:
+#: boxes of 1.2-2.0 particle diameters (binned 2D jobs are often boxed tightly), mask diameters
+#: of 1.05-1.35 particle diameters (RELION's advice: a little larger than the particle), soft edges
+#: of 2-5 network px (RELION's default 5 px edge at the job's own, usually finer, box).
+RENDER_BOX_RATIO = (1.2, 2.0)
+RENDER_MASK_RATIO = (1.05, 1.35)
+RENDER_EDGE_PX = (2.0, 5.0)
+
+
+def render_augment(images: torch.Tensor, diameter_px: torch.Tensor, generator: torch.Generator,
+                   probability: float) -> torch.Tensor:
+    """Render preprocessed class averages as other jobs would have boxed and masked them.
+
+    Each image with a known particle diameter is, with ``probability``: cut to a box of
+    :data:`RENDER_BOX_RATIO` particle diameters when its own box is larger (the centre, Fourier
+    rescaled back to the input size, as preprocessing rescales any box); masked as RELION masks
+    class averages, a soft circle of :data:`RENDER_MASK_RATIO` particle diameters with zero
+    beyond, the mean within the mask subtracted (CTF-corrected averages carry little of the
+    lowest frequencies, so solvent next to the particle is darker than the flat region outside
+    the mask); then background-normalised again. The grade does not change: the particle's
+    average, its alignment and its resolution are the same.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (n, 1, s, s) preprocessed images.
+    diameter_px : torch.Tensor
+        (n,) particle diameter in input px; NaN: left as it is.
+    generator : torch.Generator
+    probability : float
+        Chance per image.
+
+    Returns
+    -------
+    torch.Tensor
+        (n, 1, s, s); the images not drawn (or of unknown diameter) unchanged.
+    """
+    if probability <= 0:  # no draws: the generator's stream stays that of a recipe without it
+        return images
+    n, size = images.shape[0], images.shape[-1]
+    draws = torch.rand((n, 4), generator=generator, dtype=torch.float64)
+    out = images.clone()
+    c = torch.arange(size, dtype=torch.float64) - size // 2
+    radius = torch.hypot(c[:, None], c[None, :])
+    for i in range(n):
+        d = float(diameter_px[i])
+        if not (math.isfinite(d) and d > 0) or float(draws[i, 0]) >= probability:
+            continue
+        x = out[i, 0].to(torch.float64)
+        ratio = RENDER_BOX_RATIO[0] + (RENDER_BOX_RATIO[1] - RENDER_BOX_RATIO[0]) * float(draws[i, 1])
+        cut = int(round(ratio * d / 2.0)) * 2
+        if 8 <= cut < size:
+            x = fourier_resize(centre_crop(x[None], cut), size)[0].to(torch.float64)
+            d = d * size / cut
+        mask_d = min(d * (RENDER_MASK_RATIO[0] + (RENDER_MASK_RATIO[1] - RENDER_MASK_RATIO[0]) * float(draws[i, 2])),
+                     size - 2.0)
+        edge = RENDER_EDGE_PX[0] + (RENDER_EDGE_PX[1] - RENDER_EDGE_PX[0]) * float(draws[i, 3])
+        t = ((radius - mask_d / 2.0) / edge).clamp(0.0, 1.0)
+        inside = 0.5 + 0.5 * torch.cos(math.pi * t)
+        mean = (x * inside).sum() / inside.sum()
+        y = (x - mean) * inside
+        out[i, 0] = background_normalise(y[None].to(torch.float32))[0]
     return out

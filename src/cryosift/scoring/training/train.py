@@ -34,7 +34,7 @@ from cryosift.io.atomic import atomic_path
 from cryosift.scoring.checkpoint import ModelConfig, ScoringModel, save_checkpoint
 from cryosift.scoring.inference import mean_output
 from cryosift.scoring.network import build_network
-from cryosift.scoring.training.data import Examples, augment
+from cryosift.scoring.training.data import Examples, augment, render_augment
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ class TrainSettings:
         smooths the step-to-step noise of small-batch Adam; 0.998 spans about 500 steps.
     eval_batch : int
         Examples per forward pass in validation.
+    render : float
+        Chance per example of the rendering augmentation (:func:`render_augment`: another
+        box and RELION's mask); 0 (the shipped recipe's default) draws nothing.
     schedule : str
         ``constant`` learning rate, or ``cosine``: from ``lr`` down to zero over the
         ``epochs`` along half a cosine, step by step, so the last epochs refine rather than
@@ -80,9 +83,14 @@ class TrainSettings:
     ema: float = 0.998
     eval_batch: int = 128
     schedule: str = "constant"
+    render: float = 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Settings as plain values; ``render`` only when used, so the shipped recipe reads as before."""
+        d = asdict(self)
+        if not d["render"]:
+            d.pop("render")
+        return d
 
 
 def state_path(out: str | Path) -> Path:
@@ -253,6 +261,8 @@ def train(train_set: Examples, out: str | Path, settings: TrainSettings | None =
             for group in opt.param_groups:
                 group["lr"] = learning_rate(s, epoch * steps + step, s.epochs * steps)
             x = train_set.images[idx]
+            if s.render > 0:
+                x = render_augment(x, train_set.diameter_px[idx], gen, s.render)
             if s.augment:
                 x = augment(x, gen)
             x, f, y = x.to(dev), train_set.features[idx].to(dev), train_set.target[idx].to(dev)
