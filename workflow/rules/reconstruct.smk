@@ -16,12 +16,8 @@ rule extract:
         dataset=name_pattern(local_datasets()),
     conda:
         "../envs/cryosift.yaml"
-    params:
-        engine=lambda wc: ds_engine(wc.dataset),
-        engine_args=lambda wc: engine_args(wc.dataset),
     shell:
-        "cryosift extract {input.selected} --reference {input.reference} --engine {params.engine} {params.engine_args}"
-        " -o {output} > {log} 2>&1"
+        "cryosift extract {input.selected} --reference {input.reference} -o {output} > {log} 2>&1"
 
 
 rule abinit:

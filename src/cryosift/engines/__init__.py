@@ -2,9 +2,13 @@
 
 from cryosift.engines.base import (
     OPERATIONS,
+    AbinitResult,
     Class2DResult,
     Engine,
     EngineBase,
+    ExtractionResult,
+    ReconstructionResult,
+    Resume,
     UnsupportedOperation,
     available_engines,
     get_engine,
@@ -12,6 +16,7 @@ from cryosift.engines.base import (
 )
 
 __all__ = [
-    "OPERATIONS", "Class2DResult", "Engine", "EngineBase", "UnsupportedOperation", "available_engines",
+    "OPERATIONS", "AbinitResult", "Class2DResult", "Engine", "EngineBase", "ExtractionResult", "ReconstructionResult",
+    "Resume", "UnsupportedOperation", "available_engines",
     "get_engine", "register_engine",
 ]

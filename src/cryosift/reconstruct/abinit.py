@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class AbinitResult:
-    """What an ab initio run produced.
+class AbinitRun:
+    """What an ab initio run produced, in memory and on disk (the builtin engine turns it into
+    the engine protocol's :class:`cryosift.engines.base.AbinitResult`).
 
     Attributes
     ----------
@@ -138,7 +139,7 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
            iterations: tuple[int, int, int] | None = None, symmetry: str = "C1", device=None,
            progress: bool = False, mask_diameter: float | None = None, max_shift: float | None = None,
            ctf: bool = True, starts: int = 8, select_resolution: float = 20.0,
-           schedule: AbinitSchedule | None = None, search: SearchSettings | None = None) -> AbinitResult:
+           schedule: AbinitSchedule | None = None, search: SearchSettings | None = None) -> AbinitRun:
     """Ab initio map and poses from particles without poses.
 
     Parameters
@@ -178,7 +179,7 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
 
     Returns
     -------
-    AbinitResult
+    AbinitRun
     """
     t0 = time.perf_counter()
     if len(pset) < 2:
@@ -225,7 +226,7 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
         history.to_csv(tmp, index=False)
     seconds = time.perf_counter() - t0
     log.info("ab initio finished in %.0f s: %s", seconds, paths["map"])
-    return AbinitResult(paths["map"], paths["half1"], paths["half2"], star_path, log_path, full, pixel_size, posed,
+    return AbinitRun(paths["map"], paths["half1"], paths["half2"], star_path, log_path, full, pixel_size, posed,
                         history, seconds)
 
 

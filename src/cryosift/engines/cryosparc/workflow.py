@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryosift.engines.base import ABINIT_HALVES, ABINIT_MAP, ABINIT_PARTICLES
 from cryosift.engines.cryosparc.adapter import ENGINE
 from cryosift.engines.cryosparc.credentials import ENV_PASSWORD
 from cryosift.engines.cryosparc.exports import resolve_sources
@@ -32,8 +33,8 @@ log = logging.getLogger(__name__)
 
 _JOB = re.compile(r"^J\d+$")
 
-#: Files of a cutoff's branch that validation reads, under the local engines' names.
-MAP, PARTICLES, HALVES = "abinit.mrc", "abinit_particles.star", ("abinit_half1.mrc", "abinit_half2.mrc")
+#: Files of a cutoff's branch that validation reads: the engines' common ab initio layout.
+MAP, PARTICLES, HALVES = ABINIT_MAP, ABINIT_PARTICLES, ABINIT_HALVES
 
 
 # --------------------------------------------------------------------------- settings
