@@ -1,5 +1,13 @@
 # Per cutoff: re-extract at full size, then ab initio with the same (cloned) seed for every cutoff.
-# CryoSPARC-engine datasets do both on the server (rules/cryosparc.smk).
+# CryoSPARC-engine datasets do both on the server (rules/cryosparc.smk). An engine whose ab
+# initio writes half maps (builtin) declares them, so validation takes them as inputs.
+
+
+def abinit_half_map_datasets(with_halves):
+    """Local datasets whose engine's ab initio writes half maps (or does not)."""
+    from cryosift.engines import makes_abinit_half_maps
+
+    return [ds for ds in local_datasets() if makes_abinit_half_maps(ds_engine(ds)) == with_halves]
 
 
 rule extract:
@@ -26,12 +34,13 @@ rule abinit:
     output:
         volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
         particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
+        halves=multiext(f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_half", "1.mrc", "2.mrc"),
     log:
         log_path("abinit", "{dataset}/cutoff{cutoff}"),
     benchmark:
         bench_path("abinit", "{dataset}/cutoff{cutoff}")
     wildcard_constraints:
-        dataset=name_pattern(local_datasets()),
+        dataset=name_pattern(abinit_half_map_datasets(True)),
     conda:
         "../envs/cryosift.yaml"
     resources:
@@ -55,3 +64,11 @@ rule abinit:
         " --initial-resolution {params.initial} --final-resolution {params.final}"
         " --minibatch-initial {params.mb_initial} --minibatch-final {params.mb_final}"
         " --symmetry {params.symmetry} {params.device} -j {threads} {params.extra} > {log} 2>&1"
+
+
+use rule abinit as abinit_without_half_maps with:
+    output:
+        volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
+        particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
+    wildcard_constraints:
+        dataset=name_pattern(abinit_half_map_datasets(False)),

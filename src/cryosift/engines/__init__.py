@@ -12,11 +12,12 @@ from cryosift.engines.base import (
     UnsupportedOperation,
     available_engines,
     get_engine,
+    makes_abinit_half_maps,
     register_engine,
 )
 
 __all__ = [
     "OPERATIONS", "AbinitResult", "Class2DResult", "Engine", "EngineBase", "ExtractionResult", "ReconstructionResult",
     "Resume", "UnsupportedOperation", "available_engines",
-    "get_engine", "register_engine",
+    "get_engine", "makes_abinit_half_maps", "register_engine",
 ]

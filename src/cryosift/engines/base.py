@@ -274,6 +274,9 @@ class EngineBase:
 
     name = "base"
     capabilities: frozenset = frozenset()
+    #: Whether ``abinit`` always writes ``abinit_half1.mrc``/``abinit_half2.mrc`` (so a workflow
+    #: can declare them as outputs and validation as inputs).
+    abinit_half_maps: bool = False
 
     def supports(self, operation: str) -> bool:
         """Whether this engine provides ``operation`` (one of :data:`OPERATIONS`)."""
@@ -324,6 +327,15 @@ def _resolve(name: str, factory) -> Callable[..., Engine]:
         return getattr(module, attribute)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"engine {name!r} is not available in this installation ({exc})") from None
+
+
+def makes_abinit_half_maps(name: str) -> bool:
+    """Whether the engine called ``name`` always writes ab initio half maps (its class's
+    ``abinit_half_maps``; the engine is not built, so this needs none of its programs)."""
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown engine {name!r}; known engines: {', '.join(available_engines())}")
+    return bool(getattr(_resolve(key, _REGISTRY[key]), "abinit_half_maps", False))
 
 
 def get_engine(name: str = "builtin", **kwargs: Any) -> Engine:

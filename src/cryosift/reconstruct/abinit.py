@@ -34,7 +34,7 @@ import torch
 from cryosift.device import pick_device
 from cryosift.errors import InputError
 from cryosift.io.atomic import atomic_path
-from cryosift.io.models import ParticleSet, join_image_names
+from cryosift.io.models import ParticleSet, project_relative_image_names
 from cryosift.io.mrc import write_map
 from cryosift.io.rotations import matrix_to_euler
 from cryosift.io.star import write_particles_star
@@ -84,21 +84,6 @@ class AbinitRun:
     seconds: float = 0.0
 
 
-def project_relative_names(pset: ParticleSet) -> np.ndarray:
-    """rlnImageName values that stay valid from any folder: stacks named relative to the
-    working directory (RELION's project folder) when inside it, else by absolute path."""
-    index, paths = pset.image_locations()
-    cwd = Path.cwd().resolve()
-    names = {}
-    for p in pd.unique(paths):
-        full = Path(p).resolve()
-        try:
-            names[p] = str(full.relative_to(cwd))
-        except ValueError:
-            names[p] = str(full)
-    return join_image_names(index, [names[p] for p in paths])
-
-
 def posed_particles(pset: ParticleSet, rotations: np.ndarray, origins_px: np.ndarray, max_probability: np.ndarray,
                     pixel_size: float, seed: int) -> ParticleSet:
     """A copy of ``pset`` carrying new poses, seeded half sets and image names valid from anywhere.
@@ -117,7 +102,7 @@ def posed_particles(pset: ParticleSet, rotations: np.ndarray, origins_px: np.nda
         Seed of the half-set split.
     """
     parts = pset.particles.copy()
-    parts["rlnImageName"] = project_relative_names(pset)
+    parts["rlnImageName"] = project_relative_image_names(pset)
     rot, tilt, psi = matrix_to_euler(rotations)
     parts["rlnAngleRot"], parts["rlnAngleTilt"], parts["rlnAnglePsi"] = rot, tilt, psi
     parts["rlnOriginXAngst"] = origins_px[:, 0] * pixel_size

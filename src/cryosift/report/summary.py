@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cryosift.errors import InputError
+from cryosift.io.jsonfile import read_json
 from cryosift.report.plots import (
     plot_fraction_kept,
     plot_fsc_curves,
@@ -17,7 +18,7 @@ from cryosift.report.plots import (
     plot_resolution_gain,
     plot_reslog_grid,
 )
-from cryosift.report.table import comparison_table, find_validation_files, read_json, read_validation, write_table
+from cryosift.report.table import comparison_table, find_validation_files, read_validation, write_table
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 
 from cryosift.errors import InputError, require_file
 from cryosift.io.atomic import atomic_path, write_text_atomic
+from cryosift.io.jsonfile import read_json
 
 VALIDATION_FILE = "validation.json"
 
@@ -41,18 +41,6 @@ def find_validation_files(paths) -> list[Path]:
         else:
             found.append(require_file(p))
     return found
-
-
-def read_json(path: str | Path) -> dict:
-    """A JSON object from a file, or InputError naming the file."""
-    p = require_file(path)
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(p, f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(p, "expected a JSON object")
-    return data
 
 
 def read_validation(path: str | Path) -> dict:

@@ -89,10 +89,6 @@ def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: st
     When the scores look unlike those of validated jobs (:mod:`cryosift.scoring.domain`),
     one warning line is logged that names the gallery and how to fine-tune.
     """
-    from cryosift.pipeline.manifest import is_empty_classification
-
-    if is_empty_classification(path):
-        return _write_no_scores(out, gallery)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     scoring_model = resolve_model(model, device=dev)
     classes = load_classes(path, particles=particles, features=features, pixel_size=pixel_size)
@@ -107,7 +103,7 @@ def score_job(path: str | Path, model: str | Path | ScoringModel | None, out: st
     return ScoreOutputs(star, csv, png if gallery else None, table, warnings)
 
 
-def _write_no_scores(out, gallery: bool) -> ScoreOutputs:
+def write_no_scores(out, gallery: bool = True) -> ScoreOutputs:
     """Outputs of a classification without classes (every particle was rejected before it)."""
     dtypes = {"class": np.int64, "particles": np.int64, "empty_class": bool}
     table = pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, np.float64)) for c in CSV_COLUMNS})

@@ -255,8 +255,8 @@ def _model_metrics(volume, pixel_size, origin, halves, model_path, out: Path, re
 
 def _run_reslog(particles, out: Path, result: dict, sizes, symmetry, seed, device) -> dict:
     from cryosift.io.convert import read_particles
-    from cryosift.report.plots import plot_reslog
     from cryosift.validate.reslog import reslog
+    from cryosift.validate.reslog_plot import plot_reslog
 
     series = reslog(read_particles(particles), sizes=sizes, seed=seed, symmetry=symmetry, device=device)
     write_csv(out / "reslog.csv", series.table)

@@ -41,6 +41,7 @@ class BuiltinEngine(EngineBase):
 
     name = "builtin"
     capabilities = frozenset({"classify2d", "reconstruct", "abinit"})
+    abinit_half_maps = True
 
     def __init__(self, device: str | None = None, threads: int | None = None, mpi=None, prefix=None, gpu=None):
         self.device = device

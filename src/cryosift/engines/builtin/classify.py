@@ -31,7 +31,6 @@ from cryosift.engines.builtin.preprocess import ParticleData, classification_box
 from cryosift.engines.builtin.relion_writer import (
     data_tables,
     iteration_stem,
-    project_relative,
     remove_iteration,
     write_iteration,
 )
@@ -40,7 +39,7 @@ from cryosift.engines.builtin.state import ModelState, empty_assignments, load_s
 from cryosift.errors import InputError
 from cryosift.io.atomic import write_text_atomic
 from cryosift.io.convert import read_particles
-from cryosift.io.models import ParticleSet
+from cryosift.io.models import ParticleSet, project_relative
 from cryosift.io.star import last_finished_iteration, particles_from_blocks
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ two parts of the output folder, e.g. ``ds1/round2`` for ``results/classify/ds1/r
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from cryosift.engines.cryosparc.params import COMMON_2D, IGNORED_2D
 from cryosift.engines.cryosparc.runner import JobRunner
 from cryosift.engines.cryosparc.settings import CryosparcSettings, load_settings
 from cryosift.errors import EngineError, InputError
+from cryosift.io.jsonfile import read_json
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class CryosparcEngine(EngineBase):
         holds no particles and is recorded as empty, so pooling skips it. Returns subset
         name -> result of :meth:`select` (None for an empty subset).
         """
-        record = json.loads(Path(summary).read_text())
+        record = read_json(summary, "a selection.json")
         if record.get("step") == "round":
             groups = {name: sorted({c for st in statuses for c in record["classes"].get(st, [])})
                       for name, statuses in record["subsets"].items() if name != "rejected"}

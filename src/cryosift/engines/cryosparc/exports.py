@@ -26,6 +26,7 @@ from cryosift.engines.cryosparc.settings import CryosparcSettings
 from cryosift.errors import InputError
 from cryosift.io.atomic import temp_name, write_text_atomic
 from cryosift.io.convert import particles_from_dataset
+from cryosift.io.jsonfile import read_json
 from cryosift.io.cs import write_cs
 from cryosift.io.models import ParticleSet
 from cryosift.io.mrc import write_stack
@@ -67,10 +68,7 @@ def read_sidecar(folder: str | Path) -> dict | None:
     path = Path(folder) / SIDECAR
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
+    record = read_json(path, "a cryoSPARC export record")
     if record.get("format") != FORMAT:
         raise InputError(path, "not a cryosift cryoSPARC export record")
     return record
