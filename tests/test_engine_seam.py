@@ -193,3 +193,34 @@ def test_relion_takes_the_common_abinit_options(tmp_path):
                    "sgd_fin_iter": 6, "seed": 7, "symmetry": "C2"}
     given = _initial_model_options({"mask_diameter": 100.0, "final_resolution": 12.0}, pset)
     assert given == {"particle_diameter": 100.0, "sgd_fin_resol": 12.0}
+
+
+@pytest.mark.relion
+def test_relion_takes_the_command_line_settings_and_ignores_the_builtin_search_ones(tmp_path, monkeypatch):
+    import shutil
+
+    if shutil.which("relion_refine") is None:
+        pytest.skip("RELION binaries (relion_refine) not on PATH")
+    import cryosift.engines.relion as relion
+
+    ran = []
+
+    def fake_run(cmd, job, what, **_):
+        ran.append(cmd)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(relion, "run_relion", fake_run)
+    star = tmp_path / "p.star"
+    write_particles_star(star, make_particle_set(tmp_path, n=8, with_3d=False))
+    options = dict(classes=7, iterations=3, particle_diameter=0.0, tau2_fudge=2.0, psi_step=6.0, offset_range=5.0,
+                   offset_step=1.0, highres_limit=0.0, center_classes=True, seed=4,
+                   **{k: 0 for k in BUILTIN_TUNING_2D})
+    with pytest.raises(RuntimeError, match="stop here"):
+        get_engine("relion", threads=1, mpi=1, prefix="", gpu=False).classify2d(star, tmp_path / "job", Resume.IF_SAME,
+                                                                                **options)
+    cmd = ran[0]
+    assert cmd[cmd.index("--K") + 1] == "7" and cmd[cmd.index("--random_seed") + 1] == "4"
+    # 0 = the engine's default mask: RELION's own 200 Å, not a 0 Å mask
+    assert cmd[cmd.index("--particle_diameter") + 1] == "200"
+    with pytest.raises(ValueError, match="unknown RELION option\\(s\\): psi"):
+        get_engine("relion").classify2d(star, tmp_path / "job2", psi=3)

@@ -13,14 +13,12 @@ Every dataset, whatever its source, leaves ingest as
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cryosift.errors import InputError
-from cryosift.io.atomic import write_text_atomic
 from cryosift.io.class2d import write_class2d_iteration
 from cryosift.io.classes import find_cryosparc_class_files, read_cryosparc_classes
 from cryosift.io.convert import read_particles, read_particles_cs
@@ -30,6 +28,7 @@ from cryosift.io.models import ParticleSet, project_relative, project_relative_i
 from cryosift.io.star import class2d_iteration_files, last_finished_iteration, write_particles_star
 from cryosift.pipeline.datasets import describe_source
 from cryosift.pipeline.manifest import write_manifest
+from cryosift.records import write_dataset
 
 
 def relocate(pset: ParticleSet) -> ParticleSet:
@@ -135,5 +134,5 @@ def ingest(kind: str, source: str | Path, out_dir: str | Path, dataset: str, dia
     facts.update(box=box, pixel_size=apix, diameter_A=float(diameter or round(0.75 * box * apix, 1)),
                  n_particles=len(pset), model=model, has_classes=manifest_job is not None,
                  particles=project_relative(out / "particles.star"))
-    write_text_atomic(out / "dataset.json", json.dumps(facts, indent=2) + "\n")
+    write_dataset(out / "dataset.json", facts)
     return facts

@@ -19,6 +19,7 @@ from cryosift.errors import InputError
 from cryosift.io.atomic import write_text_atomic
 from cryosift.io.jsonfile import read_json
 from cryosift.io.star import last_finished_iteration
+from cryosift.records import read_selection
 from cryosift.scoring.job import score_job, write_no_scores
 from cryosift.selection.apply import ClassifiedParticles
 
@@ -147,10 +148,7 @@ def is_manifest(path: str | Path) -> bool:
 
 def loop_stopped(selection_json: str | Path) -> bool:
     """Whether a round's ``selection.json`` ended the selection loop (nothing more to classify)."""
-    record = read_json(selection_json, "a round selection summary")
-    if "stop" not in record:
-        raise InputError(selection_json, "not a round selection summary (no 'stop' entry)")
-    return bool(record["stop"])
+    return read_selection(selection_json).stop
 
 
 def reuse_manifest(path: str | Path, previous: str | Path) -> dict:

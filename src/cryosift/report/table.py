@@ -9,7 +9,7 @@ import pandas as pd
 
 from cryosift.errors import InputError, require_file
 from cryosift.io.atomic import atomic_path, write_text_atomic
-from cryosift.io.jsonfile import read_json
+from cryosift.records import read_validation as read_validation_record
 
 VALIDATION_FILE = "validation.json"
 
@@ -45,12 +45,8 @@ def find_validation_files(paths) -> list[Path]:
 
 def read_validation(path: str | Path) -> dict:
     """One validation result, with its own path under ``_path``."""
-    p = require_file(path)
-    data = read_json(p)
-    if "dataset" not in data:
-        raise InputError(p, "not a validation JSON file (no 'dataset')")
-    data["_path"] = str(p)
-    return data
+    record = read_validation_record(path)
+    return {**record.data, "_path": str(record.path)}
 
 
 def _row(v: dict) -> dict:

@@ -32,7 +32,7 @@ from cryosift.engines.cryosparc.params import COMMON_2D, IGNORED_2D
 from cryosift.engines.cryosparc.runner import JobRunner
 from cryosift.engines.cryosparc.settings import CryosparcSettings, load_settings
 from cryosift.errors import EngineError, InputError
-from cryosift.io.jsonfile import read_json
+from cryosift.records import read_selection
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +179,7 @@ class CryosparcEngine(EngineBase):
         holds no particles and is recorded as empty, so pooling skips it. Returns subset
         name -> result of :meth:`select` (None for an empty subset).
         """
-        record = read_json(summary, "a selection.json")
-        if record.get("step") == "round":
-            groups = {name: sorted({c for st in statuses for c in record["classes"].get(st, [])})
-                      for name, statuses in record["subsets"].items() if name != "rejected"}
-        elif record.get("step") == "final":
-            groups = {f"score_le_{c}": r["classes_kept"] for c, r in record["cutoffs"].items()}
-        else:
-            raise InputError(summary, "not a selection.json written by `cryosift select round` or `select final`")
+        groups = read_selection(summary).class_groups()
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         step = step_name(out_dir, step)

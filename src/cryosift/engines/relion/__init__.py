@@ -134,9 +134,19 @@ class RelionEngine(EngineBase):
         self.gpu_args = ["--gpu", ""] if gpu else []
 
     # ----------------------------------------------------------------- 2D classification
-    def classify2d(self, particles, job_dir, **options) -> Class2DResult:
-        """relion_refine 2D classification into ``job_dir`` (options: :class:`RelionClass2DParams` fields)."""
+    def classify2d(self, particles, job_dir, resume: Resume | str = Resume.AFRESH, **options) -> Class2DResult:
+        """relion_refine 2D classification into ``job_dir`` (options: :class:`RelionClass2DParams` fields;
+        the builtin engine's search settings are ignored).
+
+        A finished job is returned as it is and an interrupted one continues whatever ``resume``
+        says (RELION's iteration files carry the settings); ``particle_diameter`` 0 keeps RELION's
+        default mask.
+        """
         job = Path(job_dir)
+        Resume(resume)  # checked; RELION decides from its own files
+        options = {k: v for k, v in options.items() if k not in self.class2d_ignored}
+        if options.get("particle_diameter", 1) <= 0:
+            options.pop("particle_diameter")
         params = _params(RelionClass2DParams, options)
         job.mkdir(parents=True, exist_ok=True)
         status = job_status(job)
