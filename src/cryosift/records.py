@@ -53,6 +53,9 @@ class StageRecord:
     def __getitem__(self, key: str):
         return self.data[key]
 
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
     def get(self, key: str, default=None):
         return self.data.get(key, default)
 

@@ -22,8 +22,8 @@ from cryosift.engines.base import (
     Resume,
     known_options,
 )
-from cryosift.engines.cryosparc import classify as C
-from cryosift.engines.cryosparc import reconstruct as R
+import cryosift.engines.cryosparc.classify as C
+import cryosift.engines.cryosparc.reconstruct as R
 from cryosift.engines.cryosparc.adapter import ENGINE, CryosparcAdapter, JobRef, tools_version
 from cryosift.engines.cryosparc.credentials import load_connection_settings
 from cryosift.engines.cryosparc.exports import resolve_sources

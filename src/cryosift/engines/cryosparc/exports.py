@@ -121,7 +121,7 @@ def _resolve_one(item, project: str) -> list[OutputRef]:
         from cryosift.pipeline.manifest import is_manifest, read_manifest
 
         if is_manifest(p):
-            p = Path(read_manifest(p)["job_dir"])
+            p = Path(read_manifest(p).job_dir)
     folder, name = (p, None) if p.is_dir() else (p.parent, p.name)
     record = read_sidecar(folder)
     if record is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from cryosift.engines.cryosparc import params as P
+import cryosift.engines.cryosparc.params as P
 from cryosift.engines.cryosparc.refs import OutputRef
 from cryosift.engines.cryosparc.settings import CryosparcSettings
 from cryosift.errors import InputError
