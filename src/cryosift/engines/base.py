@@ -243,7 +243,7 @@ class Engine(Protocol):
         """2D classification of ``particles`` into the RELION Class2D folder ``job_dir``.
 
         Options the engine has no counterpart for are listed in its ``class2d_ignored`` and
-        dropped with a debug message; any other unknown option is an error.
+        dropped; any other unknown option is an error.
         """
 
     def reconstruct(self, particles: ParticleSet | str | Path, job_dir: str | Path,
