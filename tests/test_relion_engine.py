@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cryosift.engines import get_engine
-from cryosift.engines.relion.commands import RelionClass2DParams, InitialModelParams, class2d_command, initial_model_command
+from cryosift.engines.relion.commands import InitialModelParams, RelionClass2DParams, class2d_command, initial_model_command
 from cryosift.engines.relion.detect import RelionInstall, find_relion, parse_version
 from cryosift.engines.relion.runner import job_status
 from cryosift.errors import EngineError, InputError
@@ -183,3 +183,24 @@ def test_empty_particle_set_is_named_not_run(views_dataset, tmp_path):
         get_engine("relion", threads=1).classify2d(empty, tmp_path / "job", iterations=2, **CLASS2D)
     assert str(empty) in str(info.value) and "no particles" in str(info.value)
     assert not list((tmp_path / "job").glob("run_it*"))
+
+
+@needs_relion
+def test_abinit_command_with_relion_writes_the_common_layout(views_dataset, tmp_path):
+    from cryosift.cli import main
+    from cryosift.io import read_particles_star
+
+    out = tmp_path / "ab"
+    (out).mkdir()
+    for stale in ("abinit_half1.mrc", "abinit_half2.mrc"):  # from an earlier builtin run: not RELION's
+        (out / stale).write_bytes(b"old")
+    assert main(["abinit", str(views_dataset.particles_star), "-o", str(out), "--engine", "relion", "--seed", "1",
+                 "--iterations", "2", "2", "1", "--minibatch-initial", "60", "--minibatch-final", "120", "-j", "2"]) == 0
+    from cryosift.engines.relion import last_finished_iteration_3d
+
+    iteration, last, data = last_finished_iteration_3d(out / "relion")
+    assert iteration == 5  # 2 + 2 + 1 SGD iterations, as asked
+    assert (out / "abinit.mrc").read_bytes() == last.read_bytes()
+    assert (out / "abinit_particles.star").read_bytes() == data.read_bytes()
+    assert len(read_particles_star(out / "abinit_particles.star")) == len(read_particles_star(views_dataset.particles_star))
+    assert not (out / "abinit_half1.mrc").exists() and not (out / "abinit_half2.mrc").exists()

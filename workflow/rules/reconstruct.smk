@@ -1,13 +1,9 @@
 # Per cutoff: re-extract at full size, then ab initio with the same (cloned) seed for every cutoff.
 # CryoSPARC-engine datasets do both on the server (rules/cryosparc.smk). An engine whose ab
-# initio writes half maps (builtin) declares them, so validation takes them as inputs.
+# initio writes half maps (builtin) declares them, so validation takes them as inputs; the
+# others' (RELION's initial model) runs as abinit_without_half_maps.
 
-
-def abinit_half_map_datasets(with_halves):
-    """Local datasets whose engine's ab initio writes half maps (or does not)."""
-    from cryosift.engines import makes_abinit_half_maps
-
-    return [ds for ds in local_datasets() if makes_abinit_half_maps(ds_engine(ds)) == with_halves]
+from cryosift.engines import makes_abinit_half_maps
 
 
 rule extract:
@@ -40,7 +36,7 @@ rule abinit:
     benchmark:
         bench_path("abinit", "{dataset}/cutoff{cutoff}")
     wildcard_constraints:
-        dataset=name_pattern(abinit_half_map_datasets(True)),
+        dataset=name_pattern([ds for ds in local_datasets() if makes_abinit_half_maps(ds_engine(ds))]),
     conda:
         "../envs/cryosift.yaml"
     resources:
@@ -71,4 +67,4 @@ use rule abinit as abinit_without_half_maps with:
         volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
         particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
     wildcard_constraints:
-        dataset=name_pattern(abinit_half_map_datasets(False)),
+        dataset=name_pattern([ds for ds in local_datasets() if not makes_abinit_half_maps(ds_engine(ds))]),

@@ -1,12 +1,5 @@
-# Per cutoff: FSC against the model map, Q-score and ResLog; per dataset: a summary.
-
-
-def validation_half_maps(wildcards):
-    """The ab initio half maps where the dataset's engine declares them (rules/reconstruct.smk)."""
-    if wildcards.dataset not in abinit_half_map_datasets(True):
-        return []
-    base = f"{RESULTS}/abinit/{wildcards.dataset}/cutoff{wildcards.cutoff}/abinit_half"
-    return [f"{base}1.mrc", f"{base}2.mrc"]
+# Per cutoff: FSC against the model map, Q-score and ResLog; per dataset: a summary. The ab
+# initio half maps are inputs where the dataset's engine declares them (rules/reconstruct.smk).
 
 
 rule validate:
@@ -14,7 +7,11 @@ rule validate:
         volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
         particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
         info=f"{RESULTS}/ingest/{{dataset}}/dataset.json",
-        halves=validation_half_maps,
+        halves=lambda wc: (
+            [f"{RESULTS}/abinit/{wc.dataset}/cutoff{wc.cutoff}/abinit_half{h}.mrc" for h in (1, 2)]
+            if makes_abinit_half_maps(ds_engine(wc.dataset))
+            else []
+        ),
     output:
         f"{RESULTS}/validate/{{dataset}}/cutoff{{cutoff}}/validation.json",
     log:
