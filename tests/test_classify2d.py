@@ -162,7 +162,7 @@ def test_minibatches_and_disk_streaming(small, tmp_path):
     star, _ = small
     params = BuiltinClass2DParams(classes=3, iterations=4, minibatch=60, full_iterations=1)
     assert len(iteration_rows(params, 160, 1)) == 60 and len(iteration_rows(params, 160, 4)) == 160
-    result = get_engine("builtin", device="cpu").classify2d(star, tmp_path / "mb", params, memory_budget=0,
+    result = get_engine("builtin", device="cpu").classify2d(star, tmp_path / "mb", params=params, memory_budget=0,
                                                          export=False)
     first = read_particles_star(tmp_path / "mb" / "run_it001_data.star")
     assert len(first) == 60  # only particles seen so far are listed
