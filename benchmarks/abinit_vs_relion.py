@@ -122,7 +122,7 @@ def main(argv=None):
             res = RelionEngine(threads=args.threads).abinit(
                 norm, out / "relion", particle_diameter=0.85 * size["box"] * pixel_size, sgd_ini_iter=ini,
                 sgd_inbetween_iter=mid, sgd_fin_iter=fin, seed=1)
-            volume = read_map(res.map_mrc)[0]
+            volume = read_map(res.map)[0]
         wall = time.perf_counter() - t0
         results[engine] = {"wall_s": wall, **compare(truth, volume, pixel_size)}
         r = results[engine]

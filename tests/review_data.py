@@ -4,8 +4,7 @@ import json
 import os
 from pathlib import Path
 
-from cryosift.pipeline.manifest import write_manifest
-from cryosift.scoring import score_job
+from cryosift.pipeline.manifest import classified_particles, score_classification, write_manifest
 from cryosift.selection import SelectionPolicy, apply_final, apply_round
 from tests.test_scoring_data import make_relion_job
 
@@ -29,12 +28,13 @@ def make_results(root: Path, k: int = 8, dataset: str = "ds1") -> Path:
             manifest = results / "classify" / dataset / step / "classification.json"
             manifest.parent.mkdir(parents=True, exist_ok=True)
             write_manifest(manifest, "relion", job)
-            out = score_job(manifest, "default", results / "score" / dataset / step / "scores.star", device="cpu")
+            out = score_classification(manifest, "default", results / "score" / dataset / step / "scores.star",
+                                       device="cpu")
             sel = results / "select" / dataset / step
             if step == "final":
-                apply_final(manifest, out.csv, sel, cutoffs=CUTOFFS, formats=["star"])
+                apply_final(classified_particles(manifest), out.csv, sel, cutoffs=CUTOFFS, formats=["star"])
             else:
-                apply_round(manifest, out.csv, sel, round=1, rounds=3, policy=SelectionPolicy(), formats=["star"])
+                apply_round(classified_particles(manifest), out.csv, sel, round=1, rounds=3, policy=SelectionPolicy(), formats=["star"])
     finally:
         os.chdir(cwd)
     return results

@@ -12,7 +12,7 @@ from cryosift.cli import main as cli_main
 from cryosift.engines import get_engine
 from cryosift.engines.builtin import classify2d
 from cryosift.engines.builtin.classify import iteration_rows
-from cryosift.engines.builtin.params import Class2DParams
+from cryosift.engines.builtin.params import BuiltinClass2DParams
 from cryosift.errors import InputError
 from cryosift.io import (
     read_class_averages,
@@ -160,9 +160,9 @@ def test_resume_refuses_changed_settings(small, tmp_path):
 
 def test_minibatches_and_disk_streaming(small, tmp_path):
     star, _ = small
-    params = Class2DParams(classes=3, iterations=4, minibatch=60, full_iterations=1)
+    params = BuiltinClass2DParams(classes=3, iterations=4, minibatch=60, full_iterations=1)
     assert len(iteration_rows(params, 160, 1)) == 60 and len(iteration_rows(params, 160, 4)) == 160
-    result = get_engine("builtin", device="cpu").classify2d(star, tmp_path / "mb", params, memory_budget=0,
+    result = get_engine("builtin", device="cpu").classify2d(star, tmp_path / "mb", params=params, memory_budget=0,
                                                          export=False)
     first = read_particles_star(tmp_path / "mb" / "run_it001_data.star")
     assert len(first) == 60  # only particles seen so far are listed

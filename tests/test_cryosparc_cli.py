@@ -101,4 +101,4 @@ def test_step_commands_drive_the_server(cfg, tmp_path, capsys, monkeypatch):
     assert abinit["params"]["abinit_seed_init"] == 5 and abinit["title"] == "[cryosift cli] ds/kept/abinit"
     assert summary["seed"] == 5 and summary["abinit"] == fake.find_jobs("P3", "W2", title=abinit["title"])[0].uid
     assert summary["map"].endswith("results/reconstruct/ds/kept/abinit/abinit.mrc")
-    assert (tmp_path / "results/reconstruct/ds/kept/reconstruct/half1.mrc").exists()
+    assert (tmp_path / "results/reconstruct/ds/kept/reconstruct/reconstruction_half1.mrc").exists()

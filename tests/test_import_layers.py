@@ -15,16 +15,6 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-#: Cycles being broken by the typed-records half of issue 31 (PART A). Each is listed once, as a
-#: sorted pair; remove an entry (and its xfail) once it is gone.
-BEING_BROKEN = {
-    ("cryosift.io", "cryosift.pipeline"): "io.classes reads workflow manifests",
-    ("cryosift.pipeline", "cryosift.selection"): "selection.apply reads workflow manifests",
-    ("cryosift.report", "cryosift.validate"): "validate.run draws report plots; report.plots reads validate.reslog",
-    ("cryosift.engines.cryosparc.graph", "cryosift.engines.cryosparc.settings"): "graph and settings import each other",
-}
-
-
 def _modules() -> dict[str, tuple[Path, bool]]:
     out = {}
     for path in sorted((SRC / "cryosift").rglob("*.py")):
@@ -136,42 +126,14 @@ def describe(found) -> str:
     return "\n".join(text)
 
 
-def test_no_import_cycle_beyond_those_being_broken():
-    # A cycle is tolerated only while it disappears once the imports between the pairs being broken are gone.
-    unexpected = [(members, lines) for members, lines in cycles(import_edges())
-                  if not _broken_if_pairs_removed(members, lines)]
-    assert not unexpected, "import cycles:\n" + describe(unexpected)
-
-
 def unit_of(line: str, side: int, members) -> str:
     """The member of a cycle that an import line's importer (side 0) or imported module (1) belongs to."""
     module = line.split(" (")[0].split(" -> ")[side]
     return next(m for m in sorted(members, key=len, reverse=True) if module == m or module.startswith(m + "."))
 
 
-def _broken_if_pairs_removed(members, lines) -> bool:
-    """Whether the cycle disappears once the imports between the pairs being broken are gone."""
-    graph: dict[str, set[str]] = {}
-    for line in lines:
-        a, b = unit_of(line, 0, members), unit_of(line, 1, members)
-        if tuple(sorted((a, b))) not in BEING_BROKEN:
-            graph.setdefault(a, set()).add(b)
-    return not strongly_connected(graph)
-
-
-@pytest.mark.parametrize("pair", [pytest.param(p, marks=pytest.mark.xfail(strict=False, reason=f"issue 31 part A: {r}"))
-                                  for p, r in BEING_BROKEN.items()])
-def test_cycle_being_broken_is_gone(pair):
-    found = cycles(import_edges())
-    still = [(members, lines) for members, lines in found if set(pair) <= set(members)]
-    assert not still, "import cycles:\n" + describe(still)
-
-
 def test_no_import_cycle_at_all():
-    """The whole rule; passes once the cycles being broken are gone (then drop BEING_BROKEN)."""
     found = cycles(import_edges())
-    if found and all(_broken_if_pairs_removed(m, lines) for m, lines in found):
-        pytest.xfail("only the cycles being broken (issue 31 part A) remain:\n" + describe(found))
     assert not found, "import cycles:\n" + describe(found)
 
 

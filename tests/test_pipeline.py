@@ -12,7 +12,7 @@ from cryosift.io import read_class_averages, read_particles_star, write_particle
 from cryosift.pipeline.datasets import describe_source, source_box, star_box
 from cryosift.pipeline.extract import map_to_unbinned
 from cryosift.pipeline.ingest import ingest
-from cryosift.pipeline.manifest import is_manifest, read_manifest, write_manifest
+from cryosift.pipeline.manifest import ClassificationRecord, class_averages_of, is_manifest, read_manifest, write_manifest
 from cryosift.simulate import preset, simulate_dataset
 from tests.test_io_cs import _cryosparc_2d_job
 from tests.test_io_star import _class2d_iteration
@@ -44,7 +44,8 @@ def test_ingest_relion_class2d_and_cryosparc_particles(simulated, tmp_path, monk
     assert facts["has_classes"] and facts["diameter_A"] == 150 and facts["n_particles"] == 10
     manifest = read_manifest("ingest/r/classification.json")
     assert manifest["iteration"] == 7 and manifest["model_star"].name == "run_it007_model.star"
-    assert len(read_class_averages("ingest/r/classification.json")) == 3
+    assert isinstance(manifest, ClassificationRecord) and manifest.engine == "input" and not manifest.empty
+    assert len(read_class_averages(class_averages_of("ingest/r/classification.json"))) == 3
     facts = ingest("cryosparc", str(simulated.particles_cs), "ingest/c", "c")
     assert facts["n_particles"] == 120 and facts["diameter_A"] == pytest.approx(0.75 * 32 * 4.0)
 
@@ -57,7 +58,10 @@ def test_ingest_cryosparc_classification_becomes_class2d_folder(tmp_path, monkey
     write_stack(tmp_path / "J5/extract/p.mrc", np.zeros((40, 12, 12), np.float32), 1.7)
     facts = ingest("cryosparc", str(job), "ingest/cs", "cs")
     assert facts["has_classes"] and facts["box"] == 12
-    averages = read_class_averages("ingest/cs/classification.json")
+    averages = read_class_averages(class_averages_of("ingest/cs/classification.json"))
+    # the one Class2D writer names the class averages relative to the project folder, as RELION does
+    model = read_manifest("ingest/cs/classification.json").model_star
+    assert "000001@ingest/cs/Class2D/run_it000_classes.mrcs" in model.read_text()
     original = read_class_averages(job)
     np.testing.assert_allclose(averages.images, original.images)
     np.testing.assert_array_equal(averages.particle_count, original.particle_count)

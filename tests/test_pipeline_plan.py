@@ -236,14 +236,3 @@ def test_empty_particle_set_is_recorded_not_classified(tmp_path):
     assert classification_action("m.json", previous, going) is StepAction.CLASSIFY
     # a stopped loop wins over an empty set: the previous classification is named
     assert classification_action("m.json", previous, _selection(tmp_path / "s.json", True), empty) is StepAction.REUSE
-
-
-def test_an_empty_classification_has_no_classes(tmp_path):
-    from cryosift.pipeline.manifest import write_empty_manifest
-    from cryosift.pipeline.plan import has_classes
-
-    job = tmp_path / "round1"
-    _class2d_iteration(job, 3, k=3, box=8)
-    write_manifest(tmp_path / "full.json", "builtin", job)
-    write_empty_manifest(tmp_path / "empty.json", "builtin", tmp_path / "kept.star")
-    assert has_classes(tmp_path / "full.json") and has_classes(job) and not has_classes(tmp_path / "empty.json")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cryosift.engines import get_engine
-from cryosift.engines.relion.commands import Class2DParams, InitialModelParams, class2d_command, initial_model_command
+from cryosift.engines.relion.commands import InitialModelParams, RelionClass2DParams, class2d_command, initial_model_command
 from cryosift.engines.relion.detect import RelionInstall, find_relion, parse_version
 from cryosift.engines.relion.runner import job_status
 from cryosift.errors import EngineError, InputError
@@ -44,16 +44,16 @@ def test_version_banner_parsing():
 def test_commands_follow_the_installed_version(tmp_path):
     v31 = RelionInstall((3, 1, 3), "relion_refine", "relion_refine_mpi", "relion_reconstruct", "relion_preprocess", "mpirun")
     v50 = RelionInstall((5, 0, 0), "relion_refine", None, "relion_reconstruct", "relion_preprocess", None)
-    em = class2d_command(v31, "p.star", tmp_path, Class2DParams(classes=20, iterations=25), threads=4)
+    em = class2d_command(v31, "p.star", tmp_path, RelionClass2DParams(classes=20, iterations=25), threads=4)
     assert "--grad" not in em and em[em.index("--K") + 1] == "20" and em[em.index("--tau2_fudge") + 1] == "2"
     assert em[em.index("--j") + 1] == "4" and em[em.index("--random_seed") + 1] == "1"
-    vdam = class2d_command(v50, "p.star", tmp_path, Class2DParams(iterations=200))
+    vdam = class2d_command(v50, "p.star", tmp_path, RelionClass2DParams(iterations=200))
     assert "--grad" in vdam and "--center_classes" in vdam and vdam[vdam.index("--iter") + 1] == "200"
     with pytest.raises(ValueError, match="no VDAM"):
-        class2d_command(v31, "p.star", tmp_path, Class2DParams(vdam=True))
+        class2d_command(v31, "p.star", tmp_path, RelionClass2DParams(vdam=True))
     assert "--sgd" in initial_model_command(v31, "p.star", tmp_path, InitialModelParams())
     assert "--grad" in initial_model_command(v50, "p.star", tmp_path, InitialModelParams())
-    mpi = class2d_command(v31, "p.star", tmp_path, Class2DParams(), mpi=3)
+    mpi = class2d_command(v31, "p.star", tmp_path, RelionClass2DParams(), mpi=3)
     assert mpi[:3] == ["mpirun", "-n", "3"] and "relion_refine_mpi" in mpi
 
 
@@ -136,15 +136,24 @@ def test_relion_failure_shows_its_message(views_dataset, tmp_path):
 def test_reconstruct_and_short_sgd_initial_model(views_dataset, tmp_path):
     engine = get_engine("relion", threads=2)
     maps = engine.reconstruct(views_dataset.particles_star, tmp_path / "Reconstruct")
-    full, apix = read_map(maps["full"])
+    assert maps.map == tmp_path / "Reconstruct/reconstruction.mrc"
+    assert maps.half_maps == (tmp_path / "Reconstruct/reconstruction_half1.mrc",
+                              tmp_path / "Reconstruct/reconstruction_half2.mrc")
+    assert all(read_map(h)[0].shape == (32, 32, 32) for h in maps.half_maps)
+    full, apix = read_map(maps.map)
     truth, _ = read_map(views_dataset.map_mrc)
     assert full.shape == truth.shape and apix == pytest.approx(4.0)
     assert np.corrcoef(full.ravel(), truth.ravel())[0, 1] > 0.5
     model = engine.abinit(views_dataset.particles_star, tmp_path / "InitialModel", particle_diameter=110,
                           sgd_ini_iter=4, sgd_inbetween_iter=4, sgd_fin_iter=2, sgd_ini_subset=60, sgd_fin_subset=120,
                           seed=1)
-    volume, apix = read_map(model.map_mrc)
-    assert volume.shape == (32, 32, 32) and apix == pytest.approx(4.0) and model.iteration == 10
+    # RELION's own files stay in InitialModel/relion; the common layout names copies of the last iteration's
+    assert model.engine == "relion" and model.extra["iteration"] == 10 and model.half_maps is None
+    assert model.map == tmp_path / "InitialModel/abinit.mrc"
+    assert model.map.read_bytes() == (tmp_path / "InitialModel/relion/run_it010_class001.mrc").read_bytes()
+    assert model.particles.read_bytes() == (tmp_path / "InitialModel/relion/run_it010_data.star").read_bytes()
+    volume, apix = read_map(model.map)
+    assert volume.shape == (32, 32, 32) and apix == pytest.approx(4.0)
     assert np.isfinite(volume).all() and volume.std() > 0
 
 
@@ -160,6 +169,7 @@ def test_missing_micrographs_for_reextraction(views_dataset, tmp_path):
     pset.particles["rlnCoordinateY"] = 100.0
     with pytest.raises(InputError, match="micrograph Micrographs/none.mrc not found"):
         get_engine("relion").extract(pset, tmp_path / "Extract")
+    assert not (tmp_path / "Extract").exists()
 
 
 @needs_relion
@@ -173,3 +183,24 @@ def test_empty_particle_set_is_named_not_run(views_dataset, tmp_path):
         get_engine("relion", threads=1).classify2d(empty, tmp_path / "job", iterations=2, **CLASS2D)
     assert str(empty) in str(info.value) and "no particles" in str(info.value)
     assert not list((tmp_path / "job").glob("run_it*"))
+
+
+@needs_relion
+def test_abinit_command_with_relion_writes_the_common_layout(views_dataset, tmp_path):
+    from cryosift.cli import main
+    from cryosift.io import read_particles_star
+
+    out = tmp_path / "ab"
+    (out).mkdir()
+    for stale in ("abinit_half1.mrc", "abinit_half2.mrc"):  # from an earlier builtin run: not RELION's
+        (out / stale).write_bytes(b"old")
+    assert main(["abinit", str(views_dataset.particles_star), "-o", str(out), "--engine", "relion", "--seed", "1",
+                 "--iterations", "2", "2", "1", "--minibatch-initial", "60", "--minibatch-final", "120", "-j", "2"]) == 0
+    from cryosift.engines.relion import last_finished_iteration_3d
+
+    iteration, last, data = last_finished_iteration_3d(out / "relion")
+    assert iteration == 5  # 2 + 2 + 1 SGD iterations, as asked
+    assert (out / "abinit.mrc").read_bytes() == last.read_bytes()
+    assert (out / "abinit_particles.star").read_bytes() == data.read_bytes()
+    assert len(read_particles_star(out / "abinit_particles.star")) == len(read_particles_star(views_dataset.particles_star))
+    assert not (out / "abinit_half1.mrc").exists() and not (out / "abinit_half2.mrc").exists()

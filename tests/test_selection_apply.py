@@ -134,23 +134,24 @@ def test_pool_kept_and_accepted(relion, tmp_path):
 
 
 def test_a_round_after_the_loop_stopped_counts_and_pools_nothing_twice(relion, tmp_path):
-    from cryosift.pipeline.manifest import reuse_manifest, write_manifest
+    from cryosift.pipeline.manifest import classified_particles, reuse_manifest, write_manifest
 
     root, data, scores, classes = relion
     write_manifest(tmp_path / "c2/classification.json", "builtin", data.parent)
-    s2 = apply_round(tmp_path / "c2/classification.json", scores, tmp_path / "r2", round=2, rounds=3,
+    s2 = apply_round(classified_particles(tmp_path / "c2/classification.json"), scores, tmp_path / "r2", round=2, rounds=3,
                      policy=SelectionPolicy(accept_every_round=True))
     assert s2["particles"]["accepted"] == count(classes, {1, 3}) and s2["particles"]["rejected"] == count(classes, {5, 6})
     # Round 3 reuses round 2's classification: the same decision, but what round 2 accepted or
     # rejected is not accepted or rejected again; its kept particles carry over.
     reuse_manifest(tmp_path / "c3/classification.json", tmp_path / "c2/classification.json")
-    s3 = apply_round(tmp_path / "c3/classification.json", scores, tmp_path / "r3", round=3, rounds=3,
+    s3 = apply_round(classified_particles(tmp_path / "c3/classification.json"), scores, tmp_path / "r3", round=3, rounds=3,
                      policy=SelectionPolicy(accept_every_round=True))
     kept = count(classes, {2, 4})
     assert s3["particles"] == {"accepted": 0, "attractor": count(classes, {2}), "kept": count(classes, {4}),
                                "rejected": 0, "total": kept}
     assert s3["stop"] is True and s3["classes"]["accepted"] == [] and s3["classes"]["rejected"] == []
     assert s3["carried_over_from"].endswith("c2/classification.json")
+    assert s3["inputs"]["particles"] == str(tmp_path / "c3/classification.json")  # as the user named it
     assert len(read_particles_star(tmp_path / "r3/accepted.star")) == 0
     assert len(read_particles_star(tmp_path / "r3/rejected.star")) == 0
     n = pool_particles([tmp_path / "r2/accepted.star", tmp_path / "r3/accepted.star", tmp_path / "r3/kept.star"],

@@ -53,7 +53,10 @@ def test_builtin_on_cuda_asks_for_gpus_where_they_are_used(tmp_path):
 
 def test_relion_on_cpu_with_mpi_ranks_as_tasks(tmp_path):
     jobs = plan(tmp_path, engine="relion", device="cuda", relion={"mpi": 3})
-    for job in jobs["classify"] + jobs["abinit"]:
+    assert "abinit" not in jobs  # RELION's initial model has no half maps: the rule that declares none runs it
+    relion_abinit = jobs["abinit_without_half_maps"]
+    assert {j.threads for j in relion_abinit} == {8} and {j.resources["mem_mb"] for j in relion_abinit} == {"16000"}
+    for job in jobs["classify"] + jobs["abinit_without_half_maps"]:
         assert gpus(job) == 0 and "--relion-gpu" not in job.shell  # RELION's GPU use is relion.gpu's
         assert job.resources["tasks"] == "3" and job.resources["mpi"] == "mpirun"
         assert "--engine relion --mpi 3" in job.shell
@@ -61,7 +64,7 @@ def test_relion_on_cpu_with_mpi_ranks_as_tasks(tmp_path):
 
 def test_relion_with_gpu(tmp_path):
     jobs = plan(tmp_path, engine="relion", device="cpu", relion={"gpu": True})
-    for job in jobs["classify"] + jobs["abinit"]:
+    for job in jobs["classify"] + jobs["abinit_without_half_maps"]:
         assert gpus(job) == 1 and "--mpi 1 --relion-gpu" in job.shell
         assert job.resources["tasks"] == "1" and not job.resources.get("mpi")
 
@@ -96,7 +99,8 @@ def test_light_and_cryosparc_rules_are_local(tmp_path):
     assert {r for r in local if r.startswith("cryosparc_")} == {
         "cryosparc_settings", "cryosparc_ingest", "cryosparc_ingest_classified", "cryosparc_classify",
         "cryosparc_scores", "cryosparc_select_round", "cryosparc_select_final", "cryosparc_reconstruct"}
-    heavy = {"simulate", "ingest", "classify", "score", "extract", "abinit", "validate", "train_model"}
+    heavy = {"simulate", "ingest", "classify", "score", "extract", "abinit", "abinit_without_half_maps", "validate",
+             "train_model"}
     assert not heavy & local
 
 

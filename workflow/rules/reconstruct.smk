@@ -1,5 +1,9 @@
 # Per cutoff: re-extract at full size, then ab initio with the same (cloned) seed for every cutoff.
-# CryoSPARC-engine datasets do both on the server (rules/cryosparc.smk).
+# CryoSPARC-engine datasets do both on the server (rules/cryosparc.smk). An engine whose ab
+# initio writes half maps (builtin) declares them, so validation takes them as inputs; the
+# others' (RELION's initial model) runs as abinit_without_half_maps.
+
+from cryosift.engines import makes_abinit_half_maps
 
 
 rule extract:
@@ -16,12 +20,8 @@ rule extract:
         dataset=name_pattern(local_datasets()),
     conda:
         "../envs/cryosift.yaml"
-    params:
-        engine=lambda wc: ds_engine(wc.dataset),
-        engine_args=lambda wc: engine_args(wc.dataset),
     shell:
-        "cryosift extract {input.selected} --reference {input.reference} --engine {params.engine} {params.engine_args}"
-        " -o {output} > {log} 2>&1"
+        "cryosift extract {input.selected} --reference {input.reference} -o {output} > {log} 2>&1"
 
 
 rule abinit:
@@ -30,12 +30,13 @@ rule abinit:
     output:
         volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
         particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
+        halves=multiext(f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_half", "1.mrc", "2.mrc"),
     log:
         log_path("abinit", "{dataset}/cutoff{cutoff}"),
     benchmark:
         bench_path("abinit", "{dataset}/cutoff{cutoff}")
     wildcard_constraints:
-        dataset=name_pattern(local_datasets()),
+        dataset=name_pattern([ds for ds in local_datasets() if makes_abinit_half_maps(ds_engine(ds))]),
     conda:
         "../envs/cryosift.yaml"
     resources:
@@ -59,3 +60,11 @@ rule abinit:
         " --initial-resolution {params.initial} --final-resolution {params.final}"
         " --minibatch-initial {params.mb_initial} --minibatch-final {params.mb_final}"
         " --symmetry {params.symmetry} {params.device} -j {threads} {params.extra} > {log} 2>&1"
+
+
+use rule abinit as abinit_without_half_maps with:
+    output:
+        volume=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit.mrc",
+        particles=f"{RESULTS}/abinit/{{dataset}}/cutoff{{cutoff}}/abinit_particles.star",
+    wildcard_constraints:
+        dataset=name_pattern([ds for ds in local_datasets() if not makes_abinit_half_maps(ds_engine(ds))]),

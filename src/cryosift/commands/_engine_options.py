@@ -15,7 +15,6 @@ def add_engine_options(parser) -> None:
 
 
 def engine_options(args) -> dict:
-    """Constructor keywords for the engine named by ``args.engine``."""
-    if getattr(args, "engine", "builtin") == "relion":
-        return {"mpi": args.mpi, "prefix": args.relion_prefix, "gpu": args.relion_gpu}
-    return {}
+    """Constructor keywords for whichever engine ``args.engine`` names: every engine takes them,
+    and those that run no RELION program ignore them."""
+    return {"mpi": args.mpi, "prefix": args.relion_prefix, "gpu": args.relion_gpu}

@@ -4,7 +4,9 @@ Minibatch expectation-maximisation from a random map that depends on the seed al
 (same seed on another particle subset = a "cloned" run), with a coarse-to-fine search
 over orientations and shifts, from the initial to the final resolution. Writes, in OUT:
 abinit.mrc, abinit_half1.mrc, abinit_half2.mrc, abinit_particles.star (rlnAngleRot/Tilt/
-Psi, rlnOriginX/YAngst, rlnRandomSubset) and abinit_log.csv.
+Psi, rlnOriginX/YAngst, rlnRandomSubset) and abinit_log.csv. With ``--engine relion``,
+RELION's de novo initial model runs in OUT/relion and its map and particles are written
+under the same names (RELION makes no half maps here).
 
 Examples::
 
@@ -13,11 +15,12 @@ Examples::
 """
 
 import logging
+import time
 
 from cryosift.commands._engine_options import add_engine_options, engine_options
 from cryosift.device import set_threads
+from cryosift.engines import get_engine
 from cryosift.io.convert import read_particles
-from cryosift.reconstruct import abinit
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,8 @@ def add_args(parser):
     parser.add_argument("--initial-resolution", type=float, default=35.0, help="Å (default: %(default)s)")
     parser.add_argument("--final-resolution", type=float, default=12.0,
                         help="Å, capped at what the box allows (default: %(default)s)")
-    parser.add_argument("--engine", default="builtin", choices=("builtin", "relion"),
-                        help="builtin, or RELION's de novo initial model (default: %(default)s)")
+    parser.add_argument("--engine", default="builtin",
+                        help="builtin, or relion for RELION's de novo initial model (default: %(default)s)")
     parser.add_argument("--minibatch-initial", "--initial-batch", dest="initial_batch", type=int, default=300,
                         help="initial minibatch size (default: %(default)s)")
     parser.add_argument("--minibatch-final", "--final-batch", dest="final_batch", type=int, default=1000,
@@ -57,37 +60,15 @@ def main(args):
     pset = read_particles(args.particles, pixel_size=args.pixel_size)
     if len(pset) == 0:
         return _no_particles(args, pset)
-    if args.engine == "relion":
-        return _relion(args, pset)
-    result = abinit(pset, args.out, seed=args.seed, initial_resolution=args.initial_resolution,
-                    final_resolution=args.final_resolution, initial_batch=args.initial_batch,
-                    final_batch=args.final_batch, iterations=args.iterations, symmetry=args.symmetry,
-                    device=args.device, progress=args.progress, mask_diameter=args.mask_diameter,
-                    max_shift=args.max_shift, ctf=not args.no_ctf, starts=args.starts,
-                    select_resolution=args.select_resolution)
-    log.info("ab initio of %d particles in %.0f s: %s, %s", len(pset), result.seconds, result.map_path,
-             result.star_path)
-
-
-def _relion(args, pset):
-    """RELION's de novo initial model, its map and poses copied to the builtin engine's output names."""
-    import shutil
-    from pathlib import Path
-
-    from cryosift.engines.relion import RelionEngine
-    from cryosift.io.atomic import atomic_path
-
-    out = Path(args.out)
-    diameter = args.mask_diameter or 0.85 * pset.box * float(pset.pixel_size[0])
-    result = RelionEngine(threads=args.threads or 1, **engine_options(args)).abinit(
-        pset, out / "relion", particle_diameter=diameter, symmetry=args.symmetry, seed=args.seed,
-        sgd_ini_resol=args.initial_resolution, sgd_fin_resol=max(args.final_resolution, 2 * float(pset.pixel_size[0])),
-        sgd_ini_subset=args.initial_batch, sgd_fin_subset=args.final_batch,
-        **(dict(zip(("sgd_ini_iter", "sgd_inbetween_iter", "sgd_fin_iter"), args.iterations)) if args.iterations else {}))
-    for source, name in ((result.map_mrc, "abinit.mrc"), (result.data_star, "abinit_particles.star")):
-        with atomic_path(out / name) as tmp:
-            shutil.copyfile(source, tmp)
-    log.info("RELION initial model (iteration %d) of %d particles: %s", result.iteration, len(pset), out / "abinit.mrc")
+    engine = get_engine(args.engine, device=args.device, threads=args.threads, **engine_options(args))
+    t0 = time.perf_counter()
+    result = engine.abinit(pset, args.out, seed=args.seed, initial_resolution=args.initial_resolution,
+                           final_resolution=args.final_resolution, initial_batch=args.initial_batch,
+                           final_batch=args.final_batch, iterations=args.iterations, symmetry=args.symmetry,
+                           progress=args.progress, mask_diameter=args.mask_diameter, max_shift=args.max_shift,
+                           ctf=not args.no_ctf, starts=args.starts, select_resolution=args.select_resolution)
+    log.info("ab initio (%s) of %d particles in %.0f s: %s, %s", result.engine, len(pset), time.perf_counter() - t0,
+             result.map, result.particles)
 
 
 def _no_particles(args, pset):

@@ -14,10 +14,9 @@ Examples::
 
 import logging
 
-from cryosift.engines import get_engine
 from cryosift.commands._engine_options import add_engine_options, engine_options
-from cryosift.engines.builtin.params import Class2DParams
-from cryosift.errors import InputError
+from cryosift.engines import Resume, get_engine
+from cryosift.engines.builtin.params import BuiltinClass2DParams
 from cryosift.pipeline.manifest import reuse_manifest, write_empty_manifest, write_manifest
 from cryosift.pipeline.plan import StepAction, classification_action
 
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def add_args(parser):
-    d = Class2DParams()
+    d = BuiltinClass2DParams()
     parser.add_argument("particles", help="particles: RELION .star or cryoSPARC .cs (with CTF parameters)")
     parser.add_argument("-o", "--output", required=True, help="job folder to write (RELION Class2D layout)")
     parser.add_argument("--engine", default="builtin", help="engine (default: %(default)s)")
@@ -73,9 +72,14 @@ def add_args(parser):
     add_engine_options(parser)
 
 
-def params_from_args(args) -> Class2DParams:
-    """The classification settings given on the command line."""
-    return Class2DParams(
+def options_from_args(args) -> dict:
+    """The classification settings given on the command line, as engine options.
+
+    Every engine takes the common ones and ignores the builtin engine's search settings it
+    has no counterpart for (see :mod:`cryosift.engines.base`); the defaults are the builtin
+    engine's (:class:`BuiltinClass2DParams`).
+    """
+    return dict(
         classes=args.classes, iterations=args.iterations, particle_diameter=args.diameter, tau2_fudge=args.tau2_fudge,
         psi_step=args.psi_step, offset_range=args.offset_range, offset_step=args.offset_step,
         oversampling=args.oversampling, highres_limit=args.highres_limit, box=args.box, center_classes=not args.no_center,
@@ -83,21 +87,11 @@ def params_from_args(args) -> Class2DParams:
         precision=args.precision, write_every=args.write_every)
 
 
-#: Settings every engine understands (see cryosift.engines.base).
-COMMON = ("classes", "iterations", "particle_diameter", "tau2_fudge", "psi_step", "offset_range", "offset_step",
-          "highres_limit", "center_classes", "seed")
-
-
-def _builtin(engine, args, params):
-    if not args.resume_if_same:
-        return engine.classify2d(args.particles, args.output, params, resume=args.resume)
-    try:
-        return engine.classify2d(args.particles, args.output, params, resume=True)
-    except InputError as exc:
-        if "cannot continue" not in exc.problem:
-            raise
-        log.info("%s; starting afresh", exc.problem)
-        return engine.classify2d(args.particles, args.output, params, resume=False)
+def resume_from_args(args) -> Resume:
+    """``--continue`` and ``--continue-if-same`` as the engine protocol's :class:`Resume`."""
+    if args.resume_if_same:
+        return Resume.IF_SAME
+    return Resume.CONTINUE if args.resume else Resume.AFRESH
 
 
 def main(args):
@@ -114,12 +108,7 @@ def main(args):
                     "classification", args.particles, args.manifest)
         return
     engine = get_engine(args.engine, device=args.device, threads=args.threads, **engine_options(args))
-    params = params_from_args(args)
-    if args.engine == "builtin":
-        result = _builtin(engine, args, params)
-    else:  # other engines take the common settings (and continue unfinished jobs themselves)
-        common = {k: getattr(params, k) for k in COMMON if k != "particle_diameter" or params.particle_diameter > 0}
-        result = engine.classify2d(args.particles, args.output, **common)
+    result = engine.classify2d(args.particles, args.output, resume=resume_from_args(args), **options_from_args(args))
     if args.manifest:
         write_manifest(args.manifest, args.engine, result.job_dir)
     log.info("%s: %d classes after iteration %d in %.1f s", result.model_star, args.classes, result.iteration,

@@ -151,7 +151,7 @@ def main(args):
         options = {k: v for k, v in (("classes", args.classes), ("particle_diameter", args.diameter),
                                      ("seed", args.seed)) if v is not None}
         sources = args.particles if len(args.particles) > 1 else args.particles[0]
-        result = engine.classify2d(sources, args.output, step=args.step, box=args.box, **options)
+        result = engine.classify2d(sources, args.output, step=args.step, extraction_box=args.box, **options)
         if args.manifest:
             write_manifest(args.manifest, "cryosparc", result.job_dir)
         log.info("%s %s: %d classes, %d particles -> %s", result.extra["job_type"], result.extra["job_uid"],

@@ -20,15 +20,15 @@ Examples::
 import logging
 
 from cryosift.device import set_threads
+from cryosift.pipeline.manifest import score_classification
 from cryosift.scoring.inference import DEFAULT_BATCH_SIZE
-from cryosift.pipeline.plan import has_classes
-from cryosift.scoring.job import score_job, write_no_scores
 
 log = logging.getLogger(__name__)
 
 
 def add_args(parser):
-    parser.add_argument("classes", help="RELION Class2D job folder or run_itNNN_model.star; cryoSPARC 2D job "
+    parser.add_argument("classes", help="RELION Class2D job folder or run_itNNN_model.star; a workflow "
+                                        "classification.json; cryoSPARC 2D job "
                                         "folder or *_class_averages.cs/.mrc; or an MRC stack with --features")
     parser.add_argument("--model", default="default",
                         help="checkpoint to score with (ours or a published CryoSift .pth); "
@@ -48,12 +48,10 @@ def add_args(parser):
 
 def main(args):
     set_threads(args.threads)
-    if not has_classes(args.classes):  # every particle was rejected before this classification
-        result = write_no_scores(args.out, gallery=not args.no_gallery)
-    else:
-        result = score_job(args.classes, args.model, args.out, particles=args.particles, features=args.features,
-                           pixel_size=args.pixel_size, batch_size=args.batch_size, device=args.device,
-                           gallery=not args.no_gallery, gallery_columns=args.gallery_columns)
+    result = score_classification(args.classes, args.model, args.out, particles=args.particles,
+                                  features=args.features, pixel_size=args.pixel_size, batch_size=args.batch_size,
+                                  device=args.device, gallery=not args.no_gallery,
+                                  gallery_columns=args.gallery_columns)
     t = result.table
     log.info("%d classes scored: %d <= 2.5, %d <= 3.5, %d <= 4.5; wrote %s, %s%s", len(t), (t.score <= 2.5).sum(),
              (t.score <= 3.5).sum(), (t.score <= 4.5).sum(), result.star, result.csv,

@@ -17,6 +17,7 @@ Examples::
 
 import logging
 
+from cryosift.pipeline.manifest import classified_particles
 from cryosift.selection import SelectionPolicy, apply_final, apply_round, pool_particles, rounds_for_box
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,13 @@ def main(args):
     elif args.step == "round":
         policy = SelectionPolicy(accept_score=args.accept_score, accept_fraction=args.accept_fraction,
                                  reject_score=args.reject_score, accept_every_round=args.accept_every_round)
-        s = apply_round(args.particles, args.scores, args.out, args.round, rounds=args.rounds, box=args.box,
+        s = apply_round(classified_particles(args.particles), args.scores, args.out, args.round, rounds=args.rounds, box=args.box,
                         policy=policy, formats=args.format, annotate=not args.no_annotate)
         n = s["particles"]
         log.info("round %d of %d: %d accepted, %d attractor, %d kept, %d rejected particles; next: %s",
                  s["round"], s["rounds"], n["accepted"], n["attractor"], n["kept"], n["rejected"], s["next"])
     elif args.step == "final":
-        s = apply_final(args.particles, args.scores, args.out, cutoffs=args.cutoffs, formats=args.format,
+        s = apply_final(classified_particles(args.particles), args.scores, args.out, cutoffs=args.cutoffs, formats=args.format,
                         annotate=not args.no_annotate)
         for cutoff, r in s["cutoffs"].items():
             log.info("score <= %s: %d classes, %d of %d particles", cutoff, len(r["classes_kept"]),

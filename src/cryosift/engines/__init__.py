@@ -2,16 +2,22 @@
 
 from cryosift.engines.base import (
     OPERATIONS,
+    AbinitResult,
     Class2DResult,
     Engine,
     EngineBase,
+    ExtractionResult,
+    ReconstructionResult,
+    Resume,
     UnsupportedOperation,
     available_engines,
     get_engine,
+    makes_abinit_half_maps,
     register_engine,
 )
 
 __all__ = [
-    "OPERATIONS", "Class2DResult", "Engine", "EngineBase", "UnsupportedOperation", "available_engines",
-    "get_engine", "register_engine",
+    "OPERATIONS", "AbinitResult", "Class2DResult", "Engine", "EngineBase", "ExtractionResult", "ReconstructionResult",
+    "Resume", "UnsupportedOperation", "available_engines",
+    "get_engine", "makes_abinit_half_maps", "register_engine",
 ]

@@ -140,15 +140,12 @@ def read_cryosparc_classes(class_averages: str | Path, particles: str | Path | N
 
 
 def read_class_averages(path: str | Path, particles: str | Path | None = None) -> ClassAverages:
-    """Class averages from a RELION job folder or model.star, a cryoSPARC job folder or .cs, or a
-    workflow classification manifest (``classification.json``)."""
+    """Class averages from a RELION job folder or model.star, or a cryoSPARC job folder or .cs
+    (a workflow's ``classification.json`` names its model.star:
+    :func:`cryosift.pipeline.manifest.class_averages_of`)."""
     p = Path(path)
     if not p.exists():
         raise InputError(p, "file not found")
-    if p.suffix == ".json":
-        from cryosift.pipeline.manifest import read_manifest
-
-        return read_relion_classes(read_manifest(p)["model_star"])
     if p.is_dir():
         if any(p.glob("*_model.star")):
             return read_relion_classes(p)

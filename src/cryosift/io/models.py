@@ -58,6 +58,27 @@ def join_image_names(index, path) -> np.ndarray:
     return (idx + "@" + pd.Series(np.asarray(path, dtype=object)).astype(str)).to_numpy(dtype=object)
 
 
+def project_relative(path: str | Path) -> str:
+    """``path`` relative to the working folder (RELION's project folder) when inside it, else absolute.
+
+    The one way cryosift names a file inside a file it writes (image stacks in
+    ``rlnImageName`` and ``rlnReferenceImage``, the files of a dataset): such names stay valid
+    for RELION and for every later step, all run from the project folder.
+    """
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def project_relative_image_names(pset: "ParticleSet") -> np.ndarray:
+    """``rlnImageName`` values of ``pset`` with every stack named by :func:`project_relative`."""
+    index, paths = pset.image_locations()
+    names = {p: project_relative(p) for p in pd.unique(paths.astype(str))}
+    return join_image_names(index, [names[str(p)] for p in paths])
+
+
 def resolve_image_path(path: str, anchors: list[Path]) -> Path:
     """Find an image stack named relative to a project folder.
 

@@ -13,31 +13,22 @@ Every dataset, whatever its source, leaves ingest as
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cryosift.errors import InputError
-from cryosift.io.atomic import write_text_atomic
+from cryosift.io.class2d import write_class2d_iteration
 from cryosift.io.classes import find_cryosparc_class_files, read_cryosparc_classes
 from cryosift.io.convert import read_particles, read_particles_cs
 from cryosift.io.images import check_particle_images
-from cryosift.io.models import NO_RESOLUTION, ParticleSet, join_image_names
-from cryosift.io.mrc import write_stack
-from cryosift.io.star import class2d_iteration_files, last_finished_iteration, write_particles_star, write_star
+from cryosift.io.jsonfile import read_json
+from cryosift.io.models import NO_RESOLUTION, ParticleSet, project_relative, project_relative_image_names
+from cryosift.io.star import class2d_iteration_files, last_finished_iteration, write_particles_star
 from cryosift.pipeline.datasets import describe_source
 from cryosift.pipeline.manifest import write_manifest
-
-
-def project_relative(path: str | Path) -> str:
-    """``path`` relative to the working folder when it lies inside it, else absolute."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
+from cryosift.records import write_dataset
 
 
 def relocate(pset: ParticleSet) -> ParticleSet:
@@ -47,8 +38,7 @@ def relocate(pset: ParticleSet) -> ParticleSet:
     if missing:
         raise InputError(pset.source, f"image stack {missing[0]} not found")
     out = pset.subset(np.arange(len(pset)))
-    rel = {p: project_relative(p) for p in pd.unique(paths.astype(str))}
-    out.particles["rlnImageName"] = join_image_names(index, [rel[str(p)] for p in paths])
+    out.particles["rlnImageName"] = project_relative_image_names(pset)
     if "rlnImageSize" not in out.optics:
         out.optics["rlnImageSize"] = pset.box
     if "rlnImageDimensionality" not in out.optics:
@@ -73,16 +63,9 @@ def _cryosparc_as_class2d(source: Path, job_dir: Path) -> Path:
     distribution = np.zeros(k)
     distribution[averages.class_numbers - 1] = averages.distribution
     job_dir.mkdir(parents=True, exist_ok=True)
-    stem = job_dir / "run_it000"
-    write_stack(f"{stem}_classes.mrcs", images, averages.pixel_size)
-    write_particles_star(f"{stem}_data.star", pset)
-    classes = pd.DataFrame({
-        "rlnReferenceImage": [f"{i:06d}@{stem.name}_classes.mrcs" for i in range(1, k + 1)],
-        "rlnClassDistribution": distribution, "rlnEstimatedResolution": resolution,
-    })
-    write_star(f"{stem}_model.star", {"model_general": {"rlnPixelSize": averages.pixel_size, "rlnNrClasses": k,
-                                                         "rlnOriginalImageSize": averages.box},
-                                      "model_classes": classes})
+    classes = pd.DataFrame({"rlnClassDistribution": distribution, "rlnEstimatedResolution": resolution})
+    general = {"rlnPixelSize": averages.pixel_size, "rlnNrClasses": k, "rlnOriginalImageSize": averages.box}
+    write_class2d_iteration(job_dir, 0, images, averages.pixel_size, pset, general, classes)
     return job_dir
 
 
@@ -116,7 +99,7 @@ def ingest(kind: str, source: str | Path, out_dir: str | Path, dataset: str, dia
         info_path = src / "dataset.json"
         if not info_path.exists():
             raise InputError(src, "no dataset.json: not a simulator output folder")
-        sim = json.loads(info_path.read_text())
+        sim = read_json(info_path, "a simulation's dataset.json")
         pset = read_particles(src / sim["files"]["particles_star"])
         diameter = diameter or sim["diameter_A"]
         model = model or project_relative(src / sim["files"]["model_cif"])
@@ -151,5 +134,5 @@ def ingest(kind: str, source: str | Path, out_dir: str | Path, dataset: str, dia
     facts.update(box=box, pixel_size=apix, diameter_A=float(diameter or round(0.75 * box * apix, 1)),
                  n_particles=len(pset), model=model, has_classes=manifest_job is not None,
                  particles=project_relative(out / "particles.star"))
-    write_text_atomic(out / "dataset.json", json.dumps(facts, indent=2) + "\n")
+    write_dataset(out / "dataset.json", facts)
     return facts

@@ -1,20 +1,79 @@
-"""Classification manifests: one small JSON naming a finished 2D classification's files.
+"""Classification manifests (``classification.json``): one small JSON naming a finished 2D
+classification's files, read and written here only, as :class:`ClassificationRecord`.
 
 The workflow's rules pass manifests between stages instead of job folders, so a stage reads
 exactly the iteration that was finished, and a round that is skipped (the loop stopped early)
-can point at the previous round's classification.
+can point at the previous round's classification. The library below the pipeline (io,
+selection, scoring) never sees a manifest: :func:`class_averages_of`,
+:func:`classified_particles` and :func:`score_classification` turn one into the files and
+settings those take.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryosift.errors import InputError, require_file
+from cryosift.errors import InputError
 from cryosift.io.atomic import write_text_atomic
+from cryosift.io.jsonfile import read_json
 from cryosift.io.star import last_finished_iteration
+from cryosift.records import read_selection
+from cryosift.scoring.job import score_job, write_no_scores
+from cryosift.selection.apply import ClassifiedParticles
 
 FORMAT = "cryosift-classification"
+
+#: Keys of a manifest that the record holds as attributes (any other key is kept in ``extra``).
+_KEYS = ("format", "engine", "iteration", "job_dir", "model_star", "data_star", "classes_mrcs", "reused_from",
+         "empty", "particles")
+
+
+@dataclass
+class ClassificationRecord:
+    """A ``classification.json``, its paths made absolute.
+
+    Attributes
+    ----------
+    engine : str
+        The engine that classified (``input`` for a classification given as the source).
+    iteration : int
+        The iteration named (0 for an empty classification).
+    job_dir, model_star, data_star, classes_mrcs : Path or None
+        The job folder and that iteration's files (None for an empty classification).
+    reused_from : str or None
+        The manifest this one repeats (a round after the loop stopped).
+    empty : bool
+        The step had no particles to classify.
+    particles : Path or None
+        For an empty classification, the (empty) particle file it was given.
+    extra : dict
+        Further keys written with the manifest.
+    """
+
+    engine: str
+    iteration: int
+    job_dir: Path | None = None
+    model_star: Path | None = None
+    data_star: Path | None = None
+    classes_mrcs: Path | None = None
+    reused_from: str | None = None
+    empty: bool = False
+    particles: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __getitem__(self, key: str):
+        """The manifest's value for ``key`` (its JSON name), for readers that index by key."""
+        if key in _KEYS and key != "format":
+            return getattr(self, key)
+        return self.extra[key]
+
+    def get(self, key: str, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 def _relative(p, base) -> str:
@@ -56,36 +115,24 @@ def write_empty_manifest(path: str | Path, engine: str, particles: str | Path) -
     return record
 
 
-def _read_json(path: str | Path) -> tuple[Path, dict]:
-    p = require_file(path)
-    try:
-        return p, json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(p, f"not valid JSON ({exc})") from None
-
-
-def read_manifest(path: str | Path) -> dict:
-    """A manifest with its paths made absolute."""
-    p, record = _read_json(path)
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
+def read_manifest(path: str | Path) -> ClassificationRecord:
+    """A manifest with its paths made absolute; InputError naming the file when it is not one,
+    or when a file it names no longer exists."""
+    p = Path(path)
+    record = read_json(p, "a cryosift classification manifest")
+    if record.get("format") != FORMAT:
         raise InputError(p, "not a cryosift classification manifest")
     keys = ("particles",) if record.get("empty") else ("job_dir", "model_star", "data_star", "classes_mrcs")
     missing = [k for k in keys if not isinstance(record.get(k), str)]
     if missing:
         raise InputError(p, f"manifest lacks {', '.join(missing)}")
-    if record.get("empty"):
-        record["particles"] = (p.parent / record["particles"]).resolve()
-        return record
+    paths = {k: (p.parent / record[k]).resolve() for k in keys}
     for key in keys:
-        record[key] = (p.parent / record[key]).resolve()
-        if key != "job_dir" and not record[key].exists():
-            raise InputError(p, f"{key} {record[key]} no longer exists")
-    return record
-
-
-def is_empty_classification(path: str | Path) -> bool:
-    """Whether ``path`` is a manifest of a step that had no particles to classify."""
-    return is_manifest(path) and bool(read_manifest(path).get("empty"))
+        if key not in ("job_dir", "particles") and not paths[key].exists():
+            raise InputError(p, f"{key} {paths[key]} no longer exists")
+    return ClassificationRecord(engine=record.get("engine"), iteration=int(record.get("iteration", 0)),
+                                reused_from=record.get("reused_from"), empty=bool(record.get("empty")),
+                                extra={k: v for k, v in record.items() if k not in _KEYS}, **paths)
 
 
 def is_manifest(path: str | Path) -> bool:
@@ -101,10 +148,7 @@ def is_manifest(path: str | Path) -> bool:
 
 def loop_stopped(selection_json: str | Path) -> bool:
     """Whether a round's ``selection.json`` ended the selection loop (nothing more to classify)."""
-    p, record = _read_json(selection_json)
-    if not isinstance(record, dict) or "stop" not in record:
-        raise InputError(p, "not a round selection summary (no 'stop' entry)")
-    return bool(record["stop"])
+    return read_selection(selection_json).stop
 
 
 def reuse_manifest(path: str | Path, previous: str | Path) -> dict:
@@ -114,6 +158,34 @@ def reuse_manifest(path: str | Path, previous: str | Path) -> dict:
     new, and its steps read the previous round's classification.
     """
     record = read_manifest(previous)
-    extra = {k: v for k, v in record.items() if k not in {"format", "engine", "iteration", "job_dir", "model_star",
-                                                        "data_star", "classes_mrcs", "reused_from"}}
-    return write_manifest(path, record["engine"], record["job_dir"], reused_from=Path(previous).resolve(), **extra)
+    return write_manifest(path, record.engine, record.job_dir, reused_from=Path(previous).resolve(), **record.extra)
+
+
+# --------------------------------------------------------------------------- what the library reads
+
+def class_averages_of(path: str | Path) -> Path:
+    """The class averages behind ``path``: a manifest's ``model_star``, else ``path`` itself."""
+    return read_manifest(path).model_star if is_manifest(path) else Path(path)
+
+
+def classified_particles(path: str | Path) -> ClassifiedParticles:
+    """The :class:`~cryosift.selection.apply.ClassifiedParticles` of a classification: a particle
+    file, or a manifest (its ``data_star``; an empty classification's particles, each in class 0;
+    a reused classification marked as such). ``selection.json`` records ``path`` as given."""
+    if not is_manifest(path):
+        return ClassifiedParticles(path)
+    record = read_manifest(path)
+    if record.empty:
+        return ClassifiedParticles.unclassified(record.particles, record.reused_from, source=path)
+    return ClassifiedParticles(record.data_star, record.reused_from, source=path)
+
+
+def score_classification(path: str | Path, model, out: str | Path, **options):
+    """:func:`cryosift.scoring.job.score_job` of a classification given as a manifest or as the
+    scorer's own inputs; a manifest of an empty classification gets empty scores."""
+    if is_manifest(path):
+        record = read_manifest(path)
+        if record.empty:
+            return write_no_scores(out, options.get("gallery", True))
+        path = record.model_star
+    return score_job(path, model, out, **options)

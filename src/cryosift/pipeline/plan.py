@@ -346,14 +346,6 @@ class WorkflowPlan:
 # ---------------------------------------------------------------------- what a loop step does at run time
 
 
-def has_classes(classification) -> bool:
-    """False for the manifest of a step that had no particles to classify: its scores and
-    selections are empty and the dataset completes with "no particles kept"."""
-    from cryosift.pipeline.manifest import is_empty_classification
-
-    return not is_empty_classification(classification)
-
-
 class StepAction(enum.Enum):
     """What a classification step of the loop does, decided when it runs."""
 

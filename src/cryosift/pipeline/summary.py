@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from cryosift.errors import InputError, require_file
-from cryosift.io.atomic import write_text_atomic
+from cryosift.records import read_dataset, read_selection, read_validation
+from cryosift.records import write_summary as write_summary_record
 from cryosift.scoring.domain import MOST, DomainWarning, warning_line
-
-
-def _load(path) -> dict:
-    p = require_file(path)
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(p, f"not valid JSON ({exc})") from None
 
 
 def summarize_dataset(info: str | Path, rounds: list, final: str | Path, validations: list) -> dict:
@@ -35,13 +26,13 @@ def summarize_dataset(info: str | Path, rounds: list, final: str | Path, validat
     ``warnings`` lists each step's out-of-domain warning line (:mod:`cryosift.scoring.domain`)
     and one for the whole loop when its rounds together rejected most of the dataset.
     """
-    facts = _load(info)
+    facts = read_dataset(info)
     total = int(facts["n_particles"])
     summary = {"dataset": facts["dataset"], "type": facts["type"], "box": facts["box"],
                "pixel_size": facts["pixel_size"], "particles": total, "rounds": []}
     warnings = []
     for path in rounds:
-        s = _load(path)
+        s = read_selection(path)
         carried = {"carried_over": True} if "carried_over_from" in s else {}  # the loop had stopped
         summary["rounds"].append({"round": s["round"], "stop": s["stop"], **s["particles"], **carried})
         if s.get("warning"):
@@ -51,7 +42,7 @@ def summarize_dataset(info: str | Path, rounds: list, final: str | Path, validat
         loop = DomainWarning("most_rejected", f"the loop rejected {rejected:,} of the dataset's {total:,} particles "
                                               f"({rejected / total:.0%})")
         warnings.append({"step": "loop", "warning": warning_line([loop])})
-    f = _load(final)
+    f = read_selection(final)
     if f.get("warning"):
         warnings.append({"step": "final", "warning": f["warning"]})
     summary["pooled"] = f["particles"]["total"]
@@ -60,7 +51,7 @@ def summarize_dataset(info: str | Path, rounds: list, final: str | Path, validat
         summary["cutoffs"][cutoff] = {"particles": r["particles_kept"], "fraction": r["particles_kept"] / total,
                                       "classes": len(r["classes_kept"])}
     for path in validations:
-        v = _load(path)
+        v = read_validation(path).data
         key = f"{float(v['cutoff']):g}"
         summary["cutoffs"].setdefault(key, {})["validation"] = v
     summary["warnings"] = warnings
@@ -70,5 +61,5 @@ def summarize_dataset(info: str | Path, rounds: list, final: str | Path, validat
 def write_summary(out: str | Path, **kwargs) -> dict:
     """:func:`summarize_dataset` written atomically as JSON."""
     summary = summarize_dataset(**kwargs)
-    write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+    write_summary_record(out, summary)
     return summary

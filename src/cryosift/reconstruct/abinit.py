@@ -34,7 +34,7 @@ import torch
 from cryosift.device import pick_device
 from cryosift.errors import InputError
 from cryosift.io.atomic import atomic_path
-from cryosift.io.models import ParticleSet, join_image_names
+from cryosift.io.models import ParticleSet, project_relative_image_names
 from cryosift.io.mrc import write_map
 from cryosift.io.rotations import matrix_to_euler
 from cryosift.io.star import write_particles_star
@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class AbinitResult:
-    """What an ab initio run produced.
+class AbinitRun:
+    """What an ab initio run produced, in memory and on disk (the builtin engine turns it into
+    the engine protocol's :class:`cryosift.engines.base.AbinitResult`).
 
     Attributes
     ----------
@@ -83,21 +84,6 @@ class AbinitResult:
     seconds: float = 0.0
 
 
-def project_relative_names(pset: ParticleSet) -> np.ndarray:
-    """rlnImageName values that stay valid from any folder: stacks named relative to the
-    working directory (RELION's project folder) when inside it, else by absolute path."""
-    index, paths = pset.image_locations()
-    cwd = Path.cwd().resolve()
-    names = {}
-    for p in pd.unique(paths):
-        full = Path(p).resolve()
-        try:
-            names[p] = str(full.relative_to(cwd))
-        except ValueError:
-            names[p] = str(full)
-    return join_image_names(index, [names[p] for p in paths])
-
-
 def posed_particles(pset: ParticleSet, rotations: np.ndarray, origins_px: np.ndarray, max_probability: np.ndarray,
                     pixel_size: float, seed: int) -> ParticleSet:
     """A copy of ``pset`` carrying new poses, seeded half sets and image names valid from anywhere.
@@ -116,7 +102,7 @@ def posed_particles(pset: ParticleSet, rotations: np.ndarray, origins_px: np.nda
         Seed of the half-set split.
     """
     parts = pset.particles.copy()
-    parts["rlnImageName"] = project_relative_names(pset)
+    parts["rlnImageName"] = project_relative_image_names(pset)
     rot, tilt, psi = matrix_to_euler(rotations)
     parts["rlnAngleRot"], parts["rlnAngleTilt"], parts["rlnAnglePsi"] = rot, tilt, psi
     parts["rlnOriginXAngst"] = origins_px[:, 0] * pixel_size
@@ -138,7 +124,7 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
            iterations: tuple[int, int, int] | None = None, symmetry: str = "C1", device=None,
            progress: bool = False, mask_diameter: float | None = None, max_shift: float | None = None,
            ctf: bool = True, starts: int = 8, select_resolution: float = 20.0,
-           schedule: AbinitSchedule | None = None, search: SearchSettings | None = None) -> AbinitResult:
+           schedule: AbinitSchedule | None = None, search: SearchSettings | None = None) -> AbinitRun:
     """Ab initio map and poses from particles without poses.
 
     Parameters
@@ -178,7 +164,7 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
 
     Returns
     -------
-    AbinitResult
+    AbinitRun
     """
     t0 = time.perf_counter()
     if len(pset) < 2:
@@ -225,7 +211,7 @@ def abinit(pset: ParticleSet, out_dir: str | Path, seed: int = 0, initial_resolu
         history.to_csv(tmp, index=False)
     seconds = time.perf_counter() - t0
     log.info("ab initio finished in %.0f s: %s", seconds, paths["map"])
-    return AbinitResult(paths["map"], paths["half1"], paths["half2"], star_path, log_path, full, pixel_size, posed,
+    return AbinitRun(paths["map"], paths["half1"], paths["half2"], star_path, log_path, full, pixel_size, posed,
                         history, seconds)
 
 

@@ -1,8 +1,8 @@
 """Comparison plots across datasets and cutoffs, after the paper's Fig. 3b, 4a-d and 5.
 
-Figures are drawn on matplotlib's Agg canvas (no display needed, no global backend change)
-and written as PNG and SVG, each atomically. Cutoffs keep the paper's colours: 2.5 coral,
-3.5 blue, 4.5 tan.
+Figures are drawn with :mod:`cryosift.figures` (Agg canvas, PNG and SVG written atomically,
+the paper's cutoff colours: 2.5 coral, 3.5 blue, 4.5 tan); the ResLog panels with
+:mod:`cryosift.validate.reslog_plot`.
 """
 
 from __future__ import annotations
@@ -12,40 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from cryosift.io.atomic import atomic_path
-
-PAPER_COLOURS = {2.5: "#f08070", 3.5: "#3b75af", 4.5: "#d2b48c"}
-_OTHER_COLOURS = ["#6a3d9a", "#33a02c", "#ff7f00", "#1f78b4", "#b15928", "#e31a1c", "#a6cee3", "#999999"]
-
-
-def cutoff_colours(cutoffs) -> dict:
-    """A colour per cutoff: the paper's for 2.5/3.5/4.5, distinct ones for others."""
-    out, extra = {}, iter(_OTHER_COLOURS * 4)
-    for c in sorted({float(c) for c in cutoffs if c is not None and np.isfinite(c)}):
-        out[c] = PAPER_COLOURS.get(round(c, 3)) or next(extra)
-    return out
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=150, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg`` atomically; returns the paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix in (".png", ".svg"):
-        path = stem.with_name(stem.name + suffix)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix[1:])
-        paths.append(path)
-    return paths
+from cryosift.figures import cutoff_colours, new_figure, save_figure
+from cryosift.validate.reslog import ResLogFit
+from cryosift.validate.reslog_plot import reslog_axes
 
 
 def _dataset_order(table: pd.DataFrame, column: str, ascending: bool = True) -> list[str]:
@@ -56,7 +26,7 @@ def _dataset_order(table: pd.DataFrame, column: str, ascending: bool = True) -> 
 
 def _grouped_bars(table: pd.DataFrame, column: str, order: list[str], ylabel: str, title: str, stem, scale=1.0):
     colours = cutoff_colours(table["cutoff"])
-    fig = _figure(max(4.0, 0.9 * len(order) + 1.5), 3.6)
+    fig = new_figure(max(4.0, 0.9 * len(order) + 1.5), 3.6)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(colours))
     x = np.arange(len(order))
@@ -81,7 +51,7 @@ def plot_fraction_kept(table: pd.DataFrame, stem) -> list[Path]:
 
 def _dots(table: pd.DataFrame, column: str, order: list[str], ylabel: str, title: str, stem, invert: bool = False):
     colours = cutoff_colours(table["cutoff"])
-    fig = _figure(max(4.0, 0.7 * len(order) + 1.5), 3.6)
+    fig = new_figure(max(4.0, 0.7 * len(order) + 1.5), 3.6)
     ax = fig.add_subplot()
     x = np.arange(len(order))
     ranks = {c: j for j, c in enumerate(sorted(colours, reverse=True))}
@@ -119,7 +89,7 @@ def plot_qscore(table: pd.DataFrame, stem) -> list[Path]:
 
 def _gain_bars(table: pd.DataFrame, column: str, cutoff: float, ylabel: str, title: str, stem):
     sub = table[np.isclose(table["cutoff"], cutoff)].sort_values(column, na_position="first")
-    fig = _figure(max(4.0, 0.6 * len(sub) + 1.5), 3.4)
+    fig = new_figure(max(4.0, 0.6 * len(sub) + 1.5), 3.4)
     ax = fig.add_subplot()
     vals = sub[column].to_numpy(dtype=float)
     colours = ["#2e8b57" if v >= 0 else "#c0392b" for v in np.nan_to_num(vals)]
@@ -144,46 +114,15 @@ def plot_qscore_gain(table: pd.DataFrame, stem, cutoff: float = 3.5, baseline: f
     return _gain_bars(table, "qscore_gain", cutoff, "Q-score gain", f"Q-score change, cutoff {base} → {cutoff:g}", stem)
 
 
-def _reslog_axes(ax, fits: dict, colours: dict | None = None) -> None:
-    """Draw 1/d^2 against ln N with the fitted lines; legend gives B."""
-    for i, (label, fit) in enumerate(fits.items()):
-        colour = (colours or {}).get(label) or _OTHER_COLOURS[i % len(_OTHER_COLOURS)]
-        n, d, used = fit.particles, fit.resolution_A, fit.used
-        ok = np.isfinite(d) & (d > 0)
-        x = np.log(n[ok].astype(float))
-        ax.scatter(x, 1.0 / d[ok] ** 2, color=colour, edgecolor="black", linewidth=0.4, s=24, zorder=2,
-                   alpha=[1.0 if u else 0.35 for u in used[ok]])
-        b = f"B = {fit.b_factor_A2:.0f} Å²" if np.isfinite(fit.b_factor_A2) else "B n/a"
-        if np.isfinite(fit.slope) and used.any():
-            xs = np.log(n[used].astype(float))
-            line = np.linspace(xs.min(), xs.max(), 20)
-            ax.plot(line, fit.slope * line + fit.intercept, color=colour, linewidth=1.2, zorder=1)
-        ax.plot([], [], color=colour, marker="o", label=f"{label}: {b}")
-    ax.set_xlabel("ln(number of particles)")
-    ax.set_ylabel("1 / resolution² (Å⁻²)")
-    ax.legend(frameon=False, fontsize="x-small")
-
-
-def plot_reslog(fits: dict, stem, title: str = "ResLog (Rosenthal & Henderson: B = 2 / slope)") -> list[Path]:
-    """One ResLog panel: ``fits`` maps a label to a :class:`cryosift.validate.reslog.ResLogFit`."""
-    fig = _figure(4.6, 3.6)
-    ax = fig.add_subplot()
-    _reslog_axes(ax, fits)
-    ax.set_title(title, fontsize="medium")
-    return save_figure(fig, stem)
-
-
 def _panels(n: int, width: float = 3.6, height: float = 3.0):
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig = _figure(width * cols, height * rows)
+    fig = new_figure(width * cols, height * rows)
     return fig, [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
 
 
 def plot_reslog_grid(results: list[dict], stem) -> list[Path] | None:
     """ResLog per dataset, one line per cutoff, B in the legend (Fig. 5); None without ResLog data."""
-    from cryosift.validate.reslog import ResLogFit
-
     with_reslog = [v for v in results if v.get("reslog")]
     if not with_reslog:
         return None
@@ -197,7 +136,7 @@ def plot_reslog_grid(results: list[dict], stem) -> list[Path] | None:
             label = f"≤ {v['cutoff']:g}" if v.get("cutoff") is not None else "all"
             fits[label] = ResLogFit.from_dict(v["reslog"])
             col[label] = colours.get(float(v["cutoff"])) if v.get("cutoff") is not None else None
-        _reslog_axes(ax, fits, col)
+        reslog_axes(ax, fits, col)
         ax.set_title(name, fontsize="medium")
     return save_figure(fig, stem)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cryosift.errors import InputError
+from cryosift.records import read_summary
 from cryosift.report.plots import (
     plot_fraction_kept,
     plot_fsc_curves,
@@ -17,7 +18,7 @@ from cryosift.report.plots import (
     plot_resolution_gain,
     plot_reslog_grid,
 )
-from cryosift.report.table import comparison_table, find_validation_files, read_json, read_validation, write_table
+from cryosift.report.table import comparison_table, find_validation_files, read_validation, write_table
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def apply_summaries(results: list[dict], summaries) -> None:
     under ``cutoffs``, the particles kept per cutoff.
     """
     for path in summaries or []:
-        summary = read_json(path)
+        summary = read_summary(path)
         name, total = str(summary.get("dataset")), summary.get("particles")
         for key, entry in (summary.get("cutoffs") or {}).items():
             for v in results:
@@ -48,7 +49,7 @@ def summary_warnings(summaries) -> list[tuple[str, str, str]]:
     """Out-of-domain warnings of per-dataset summary files: (dataset, step, line) each."""
     out = []
     for path in summaries or []:
-        summary = read_json(path)
+        summary = read_summary(path)
         for w in summary.get("warnings") or []:
             out.append((str(summary.get("dataset")), str(w.get("step", "")), str(w.get("warning", ""))))
     return out

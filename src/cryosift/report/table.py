@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 
 from cryosift.errors import InputError, require_file
 from cryosift.io.atomic import atomic_path, write_text_atomic
+from cryosift.records import read_validation as read_validation_record
 
 VALIDATION_FILE = "validation.json"
 
@@ -43,26 +43,10 @@ def find_validation_files(paths) -> list[Path]:
     return found
 
 
-def read_json(path: str | Path) -> dict:
-    """A JSON object from a file, or InputError naming the file."""
-    p = require_file(path)
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(p, f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(p, "expected a JSON object")
-    return data
-
-
 def read_validation(path: str | Path) -> dict:
     """One validation result, with its own path under ``_path``."""
-    p = require_file(path)
-    data = read_json(p)
-    if "dataset" not in data:
-        raise InputError(p, "not a validation JSON file (no 'dataset')")
-    data["_path"] = str(p)
-    return data
+    record = read_validation_record(path)
+    return {**record.data, "_path": str(record.path)}
 
 
 def _row(v: dict) -> dict:

@@ -10,7 +10,6 @@ outside the workflow) is one step; its class averages are found from the image n
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,10 @@ import pandas as pd
 
 from cryosift.errors import InputError, require_file
 from cryosift.io import read_star
+from cryosift.io.jsonfile import read_json
 from cryosift.io.models import resolve_image_path, split_image_names
+from cryosift.pipeline.manifest import read_manifest
+from cryosift.records import read_selection
 from cryosift.scoring.outputs import SCORE_LABEL, read_scores
 
 #: Cutoffs when neither the selection nor the run's configuration names them.
@@ -105,13 +107,6 @@ class StepTable:
     round_status: dict = field(default_factory=dict)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"not readable JSON ({exc})") from None
-
-
 def find_steps(path: str | Path) -> list[Step]:
     """Every scored step under ``path`` (a results folder) or ``path`` itself (a scores.star).
 
@@ -161,12 +156,12 @@ def run_cutoffs(step: Step) -> tuple:
     if step.results is not None:
         final = step.results / "select" / step.dataset / "final" / "selection.json"
         if final.is_file():
-            cutoffs = _read_json(final).get("cutoffs")
+            cutoffs = read_selection(final).get("cutoffs")
             if cutoffs:
                 return tuple(sorted(float(c) for c in cutoffs))
         info = step.results / "run_info.json"
         if info.is_file():
-            config = _read_json(info).get("config") or {}
+            config = read_json(info).get("config") or {}
             cutoffs = (config.get("selection") or {}).get("cutoffs")
             if cutoffs:
                 return tuple(sorted(float(c) for c in cutoffs))
@@ -196,12 +191,11 @@ def resolve_stack(stack: str, step: Step) -> Path:
 def _job(step: Step, image_names: list) -> Path | None:
     manifest = step.manifest()
     if manifest is not None:
-        record = _read_json(manifest)
-        if record.get("model_star"):
-            model = (manifest.parent / record["model_star"]).resolve()
-            if model.is_file():
-                return model
-        return manifest.resolve()
+        try:
+            model = read_manifest(manifest).model_star
+        except InputError:  # the classification's files were moved: show the manifest itself
+            model = None
+        return model if model is not None else manifest.resolve()
     if not image_names:
         return None
     _, stacks = split_image_names(np.asarray(image_names))
@@ -215,7 +209,7 @@ def _kept(step: Step, classes: pd.DataFrame, cutoffs) -> tuple[pd.DataFrame, str
     numbers = classes["class"].to_numpy(np.int64)
     kept = pd.DataFrame(index=pd.Index(numbers, name="class"))
     source, status = "scores", {}
-    summary = _read_json(step.selection) if step.selection is not None and step.selection.is_file() else None
+    summary = read_selection(step.selection) if step.selection is not None and step.selection.is_file() else None
     if summary is not None and summary.get("step") == "final" and summary.get("cutoffs"):
         source = str(step.selection)
         cutoffs = sorted(float(c) for c in summary["cutoffs"])

@@ -44,24 +44,19 @@ class ClassifiedParticles:
     ----------
     path : str or Path
         ``.star`` (with rlnClassNumber) or ``.cs`` (with alignments2D/class).
+    reused_from : str, optional
+        The classification this one repeats (a loop round after the loop stopped): its
+        accepted and rejected particles were counted in the round it repeats.
+    source : str or Path, optional
+        What the user named for these particles (recorded in ``selection.json``; default ``path``),
+        e.g. the workflow's classification record (see :mod:`cryosift.pipeline.manifest`).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, reused_from: str | None = None, source: str | Path | None = None):
         self.path = Path(path)
-        #: The manifest this classification was reused from (a round after the loop stopped).
-        self.reused_from = None
-        if self.path.suffix == ".json":  # a workflow classification manifest
-            from cryosift.pipeline.manifest import read_manifest
-
-            record = read_manifest(self.path)
-            self.reused_from = record.get("reused_from")
-            if record.get("empty"):  # no particles were left to classify
-                self.path, self.dataset = record["particles"], None
-                self.pset = read_particles(self.path)
-                self.pset.particles["rlnClassNumber"] = np.zeros(len(self.pset), dtype=np.int64)
-                self.classes = self.pset.particles["rlnClassNumber"].to_numpy(np.int64)
-                return
-            self.path = record["data_star"]
+        self.source = path if source is None else source
+        #: The classification this one was reused from (a round after the loop stopped).
+        self.reused_from = reused_from
         self.dataset = None
         if self.path.suffix == ".cs":
             self.dataset = read_cs(self.path)
@@ -74,6 +69,18 @@ class ClassifiedParticles:
             raise InputError(self.path, "no class per particle (rlnClassNumber / alignments2D/class): "
                                         "not a 2D classification's particles")
         self.classes = self.pset.particles["rlnClassNumber"].to_numpy(np.int64)
+
+    @classmethod
+    def unclassified(cls, path: str | Path, reused_from: str | None = None,
+                     source: str | Path | None = None) -> "ClassifiedParticles":
+        """Particles that reached no classification (every one was rejected before it): class 0 each."""
+        self = cls.__new__(cls)
+        self.path, self.source, self.reused_from = Path(path), path if source is None else source, reused_from
+        self.dataset = None
+        self.pset = read_particles(self.path)
+        self.pset.particles["rlnClassNumber"] = np.zeros(len(self.pset), dtype=np.int64)
+        self.classes = self.pset.particles["rlnClassNumber"].to_numpy(np.int64)
+        return self
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -167,14 +174,18 @@ def _write_step(out_dir: Path, particles: ClassifiedParticles, subsets: dict, sc
     return summary
 
 
-def apply_round(particles: str | Path, scores: str | Path, out_dir: str | Path, round: int,
+def _classified(particles) -> ClassifiedParticles:
+    return particles if isinstance(particles, ClassifiedParticles) else ClassifiedParticles(particles)
+
+
+def apply_round(particles: ClassifiedParticles | str | Path, scores: str | Path, out_dir: str | Path, round: int,
                 rounds: int | None = None, box: int | None = None, policy: SelectionPolicy = SelectionPolicy(),
                 formats=None, annotate: bool = True) -> dict:
     """One round of the loop: write ``accepted``, ``kept`` (with attractors) and ``rejected`` particles.
 
     Parameters
     ----------
-    particles : str or Path
+    particles : ClassifiedParticles, str or Path
         The round's 2D classification particles (.star or .cs).
     scores : str or Path
         Its ``scores.csv`` or ``scores.star``.
@@ -196,7 +207,7 @@ def apply_round(particles: str | Path, scores: str | Path, out_dir: str | Path, 
     dict
         The summary written to ``selection.json``.
     """
-    parts = ClassifiedParticles(particles)
+    parts = _classified(particles)
     table = read_scores(scores)
     if rounds is None:
         if box is None:
@@ -218,7 +229,7 @@ def apply_round(particles: str | Path, scores: str | Path, out_dir: str | Path, 
         "step": "round", "round": round, "rounds": rounds, "stop": decision.stop,
         "next": "final" if decision.stop else "classify",
         "policy": policy.to_dict(),
-        "inputs": {"particles": str(particles), "scores": str(scores)},
+        "inputs": {"particles": str(parts.source), "scores": str(scores)},
         "rules": decision.rules,
         "classes": {s: [int(c) for c in decision.classes(s)] for s in STATUSES},
         "particles": {**{s: int((status == s).sum()) for s in STATUSES}, "total": int((status != "counted").sum())},
@@ -238,13 +249,13 @@ def cutoff_name(cutoff: float) -> str:
     return f"score_le_{cutoff:g}"
 
 
-def apply_final(particles: str | Path, scores: str | Path, out_dir: str | Path, cutoffs=(2.5, 3.5, 4.5),
+def apply_final(particles: ClassifiedParticles | str | Path, scores: str | Path, out_dir: str | Path, cutoffs=(2.5, 3.5, 4.5),
                 formats=None, annotate: bool = True) -> dict:
     """Final split: write one particle subset per cutoff (classes scoring <= cutoff).
 
     Parameters
     ----------
-    particles : str or Path
+    particles : ClassifiedParticles, str or Path
         The final 2D classification's particles (.star or .cs).
     scores : str or Path
         Its ``scores.csv`` or ``scores.star``.
@@ -255,7 +266,7 @@ def apply_final(particles: str | Path, scores: str | Path, out_dir: str | Path, 
     formats, annotate
         As in :func:`apply_round`.
     """
-    parts = ClassifiedParticles(particles)
+    parts = _classified(particles)
     table = read_scores(scores)
     split = final_split(table, cutoffs, source=scores)
     per_particle = parts.scores(table, scores)
@@ -272,7 +283,7 @@ def apply_final(particles: str | Path, scores: str | Path, out_dir: str | Path, 
             "particles_kept": int(mask.sum()), "particles_rejected": int((~mask).sum()),
         }
     summary = {"step": "final", "cutoffs": report, "particles": {"total": len(parts)},
-               "inputs": {"particles": str(particles), "scores": str(scores)}}
+               "inputs": {"particles": str(parts.source), "scores": str(scores)}}
     summary.update(domain_warnings(table, scores))
     return _write_step(Path(out_dir), parts, subsets, per_particle, _formats(parts, formats), summary, annotate)
 

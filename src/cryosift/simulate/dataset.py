@@ -24,6 +24,7 @@ from cryosift.errors import InputError, require_file
 from cryosift.fourier import fourier_crop
 from cryosift.io import StackWriter, dataset_from_particles, write_cs, write_map, write_particles_star
 from cryosift.io.atomic import atomic_path, write_text_atomic
+from cryosift.io.jsonfile import read_json
 from cryosift.logs import ProgressLog
 from cryosift.io.models import ParticleSet
 from cryosift.simulate.junk import junk_counts
@@ -193,11 +194,8 @@ def simulate_dataset(spec: SimulationSpec, out_dir: str | Path, progress: bool =
 def load_simulated_dataset(out_dir: str | Path) -> SimulatedDataset:
     """Open a dataset written by :func:`simulate_dataset` (reads dataset.json and ground_truth.csv)."""
     out = Path(out_dir)
-    meta = require_file(out / FILES["dataset_json"])
-    try:
-        info = json.loads(meta.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(meta, f"not valid JSON ({exc})") from None
+    meta = out / FILES["dataset_json"]
+    info = read_json(meta, "a simulation's dataset.json")
     if info.get("format") != "cryosift-simulation":
         raise InputError(meta, "not a cryosift simulation (no format: cryosift-simulation)")
     files = info["files"]

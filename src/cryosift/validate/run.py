@@ -19,7 +19,6 @@ Outputs in the output folder (each written atomically):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -30,8 +29,9 @@ import pandas as pd
 from cryosift import __version__
 from cryosift.density import model_coordinates, read_model
 from cryosift.errors import InputError
-from cryosift.io.atomic import atomic_path, write_text_atomic
+from cryosift.io.atomic import atomic_path
 from cryosift.io.mrc import write_map
+from cryosift.records import write_validation
 from cryosift.validate.align import align_maps
 from cryosift.validate.fsc import HALF_MAP_THRESHOLD, MODEL_THRESHOLD, corrected_fsc, fsc_curve, resolution_at
 from cryosift.validate.masks import model_mask, soft_sphere_mask
@@ -172,7 +172,7 @@ def validate_map(map_path, model_path=None, out_dir=".", *, half_maps=None, part
     }
     if kept == 0:  # the cutoff kept nothing: there is no reconstruction to measure
         result["status"] = "no particles kept"
-        write_text_atomic(out / "validation.json", json.dumps(result, indent=2) + "\n")
+        write_validation(out / "validation.json", result)
         return result
     result["status"] = "validated"
     mask = None
@@ -193,7 +193,7 @@ def validate_map(map_path, model_path=None, out_dir=".", *, half_maps=None, part
             raise InputError(map_path, "ResLog needs the reconstruction's particle file (with poses)")
         result["reslog"] = _run_reslog(particles, out, result, reslog_sizes, symmetry, seed, device)
         result["files"].update({"reslog_csv": "reslog.csv", "reslog_png": "reslog.png", "reslog_svg": "reslog.svg"})
-    write_text_atomic(out / "validation.json", json.dumps(result, indent=2) + "\n")
+    write_validation(out / "validation.json", result)
     return result
 
 
@@ -255,8 +255,8 @@ def _model_metrics(volume, pixel_size, origin, halves, model_path, out: Path, re
 
 def _run_reslog(particles, out: Path, result: dict, sizes, symmetry, seed, device) -> dict:
     from cryosift.io.convert import read_particles
-    from cryosift.report.plots import plot_reslog
     from cryosift.validate.reslog import reslog
+    from cryosift.validate.reslog_plot import plot_reslog
 
     series = reslog(read_particles(particles), sizes=sizes, seed=seed, symmetry=symmetry, device=device)
     write_csv(out / "reslog.csv", series.table)

@@ -26,12 +26,11 @@ from cryosift.engines.builtin.estep import Sums, expectation
 from cryosift.engines.builtin.grids import coefficients, psi_angles
 from cryosift.engines.builtin.mstep import class_frame_sums, finish_averages, split_largest, tau2_spectrum, wiener_update
 from cryosift.engines.builtin.noise import initial_noise, update_noise
-from cryosift.engines.builtin.params import Class2DParams
+from cryosift.engines.builtin.params import BuiltinClass2DParams
 from cryosift.engines.builtin.preprocess import ParticleData, classification_box
 from cryosift.engines.builtin.relion_writer import (
     data_tables,
     iteration_stem,
-    project_relative,
     remove_iteration,
     write_iteration,
 )
@@ -40,7 +39,7 @@ from cryosift.engines.builtin.state import ModelState, empty_assignments, load_s
 from cryosift.errors import InputError
 from cryosift.io.atomic import write_text_atomic
 from cryosift.io.convert import read_particles
-from cryosift.io.models import NO_RESOLUTION, ParticleSet
+from cryosift.io.models import NO_RESOLUTION, ParticleSet, project_relative
 from cryosift.io.star import last_finished_iteration, particles_from_blocks
 
 log = logging.getLogger(__name__)
@@ -54,9 +53,13 @@ RESUME_KEYS = ("classes", "box", "n_particles", "mask_diameter", "psi_step", "of
                "max_significant", "minibatch", "full_iterations", "batch_size", "precision", "reseed_fraction")
 
 
+class SettingsChanged(InputError):
+    """The job folder holds a run made with other settings: it cannot be continued."""
+
+
 # --------------------------------------------------------------------------- schedule
 
-def minibatch_size(params: Class2DParams, n: int) -> int:
+def minibatch_size(params: BuiltinClass2DParams, n: int) -> int:
     """Particles per mini-batch iteration (0: every iteration uses all particles)."""
     if params.minibatch < 0:
         return 0
@@ -66,7 +69,7 @@ def minibatch_size(params: Class2DParams, n: int) -> int:
     return int(min(size, n))
 
 
-def iteration_rows(params: Class2DParams, n: int, iteration: int) -> np.ndarray:
+def iteration_rows(params: BuiltinClass2DParams, n: int, iteration: int) -> np.ndarray:
     """The particles an iteration processes, sorted (int64)."""
     size = minibatch_size(params, n)
     if size == 0 or iteration > params.iterations - params.full_iterations:
@@ -75,20 +78,20 @@ def iteration_rows(params: Class2DParams, n: int, iteration: int) -> np.ndarray:
     return np.sort(rng.choice(n, size, replace=False)).astype(np.int64)
 
 
-def reseeding_iteration(params: Class2DParams, iteration: int) -> bool:
+def reseeding_iteration(params: BuiltinClass2DParams, iteration: int) -> bool:
     """Whether near-empty classes are re-seeded after this iteration (all but the last few)."""
     last = params.iterations - params.full_iterations - 1
     return params.reseed_fraction > 0 and params.classes > 1 and 2 <= iteration <= last
 
 
-def coarse_precision(params: Class2DParams, device: torch.device) -> str:
+def coarse_precision(params: BuiltinClass2DParams, device: torch.device) -> str:
     """Precision of the coarse product: fp32 on CPU; TF32 by default on CUDA."""
     if device.type != "cuda":
         return "fp32"
     return "tf32" if params.precision == "auto" else params.precision
 
 
-def coarse_radius(data: ParticleData, params: Class2DParams) -> int:
+def coarse_radius(data: ParticleData, params: BuiltinClass2DParams) -> int:
     """Shells the coarse pass needs (RELION's coarse image size / 2).
 
     A coarse angular step moves the particle's edge by step x pi x diameter / 360; detail
@@ -99,7 +102,7 @@ def coarse_radius(data: ParticleData, params: Class2DParams) -> int:
     return int(np.ceil(data.box * data.pixel_size / resolution))
 
 
-def batch_size(params: Class2DParams, n_refs: int, grid: SearchGrid, m: int, device: torch.device) -> int:
+def batch_size(params: BuiltinClass2DParams, n_refs: int, grid: SearchGrid, m: int, device: torch.device) -> int:
     """Particles per E-step batch, from the memory one particle's search needs."""
     if params.batch_size:
         return int(params.batch_size)
@@ -111,7 +114,7 @@ def batch_size(params: Class2DParams, n_refs: int, grid: SearchGrid, m: int, dev
 
 # --------------------------------------------------------------------------- state
 
-def initial_state(data: ParticleData, params: Class2DParams, max_radius: int) -> ModelState:
+def initial_state(data: ParticleData, params: BuiltinClass2DParams, max_radius: int) -> ModelState:
     """Iteration 0: noise from unaligned particles, every class = their average."""
     rng = np.random.default_rng([params.seed, 0, 3])
     size = minibatch_size(params, data.n) or data.n
@@ -136,7 +139,7 @@ def initial_state(data: ParticleData, params: Class2DParams, max_radius: int) ->
         **empty_assignments(data.n, data.initial_offsets))
 
 
-def run_iteration(data: ParticleData, state: ModelState, params: Class2DParams, iteration: int, grid: SearchGrid,
+def run_iteration(data: ParticleData, state: ModelState, params: BuiltinClass2DParams, iteration: int, grid: SearchGrid,
                   max_radius: int, precision: str) -> ModelState:
     """One EM iteration; returns the new state (the input is not modified)."""
     dev = data.device
@@ -227,7 +230,7 @@ def _clear_iterations(job: Path, after: int = -1) -> None:
             remove_iteration(job, it)
 
 
-def _settings(params: Class2DParams, data: ParticleData) -> dict:
+def _settings(params: BuiltinClass2DParams, data: ParticleData) -> dict:
     values = {name: getattr(params, name) for name in RESUME_KEYS if hasattr(params, name)}
     values.update(box=data.box, n_particles=data.n, mask_diameter=2.0 * data.mask_radius * data.pixel_size,
                   pixel_size=data.pixel_size)
@@ -242,12 +245,12 @@ def _resume(job: Path, settings: dict, device) -> ModelState | None:
     state, saved = load_state(Path(f"{iteration_stem(job, found['iteration'])}_state.pt"))
     changed = [k for k in RESUME_KEYS if k in saved and saved[k] != settings.get(k)]
     if changed:
-        raise InputError(found["optimiser"], "cannot continue: the run was made with different settings ("
+        raise SettingsChanged(found["optimiser"], "cannot continue: the run was made with different settings ("
                          + ", ".join(f"{k}={saved[k]!r}, now {settings.get(k)!r}" for k in changed) + ")")
     return state
 
 
-def classify2d(particles: ParticleSet | str | Path, job_dir: str | Path, params: Class2DParams | None = None, *,
+def classify2d(particles: ParticleSet | str | Path, job_dir: str | Path, params: BuiltinClass2DParams | None = None, *,
                device: str | torch.device | None = None, threads: int | None = None, resume: bool = False,
                memory_budget: int | None = None, export: bool = True, **options) -> Class2DResult:
     """Classify particles into 2D class averages; write a RELION Class2D job folder.
@@ -258,7 +261,7 @@ def classify2d(particles: ParticleSet | str | Path, job_dir: str | Path, params:
         Particles (RELION STAR or cryoSPARC .cs) with CTF parameters.
     job_dir : str or Path
         Output folder (created).
-    params : Class2DParams, optional
+    params : BuiltinClass2DParams, optional
         Settings; ``options`` override single fields (e.g. ``classes=50``).
     device : str or torch.device, optional
         ``cuda``, ``cpu`` ...; default the GPU when there is one.
@@ -280,10 +283,11 @@ def classify2d(particles: ParticleSet | str | Path, job_dir: str | Path, params:
     Raises
     ------
     InputError
-        Unreadable particles, missing CTF labels, or a resume with changed settings.
+        Unreadable particles, missing CTF labels, or (:class:`SettingsChanged`) a resume with
+        changed settings.
     """
     t_start = time.perf_counter()
-    params = (params or Class2DParams()).updated(**options)
+    params = (params or BuiltinClass2DParams()).updated(**options)
     params.check()
     dev = pick_device(str(device) if device is not None else None)
     previous = torch.get_num_threads()
@@ -295,7 +299,7 @@ def classify2d(particles: ParticleSet | str | Path, job_dir: str | Path, params:
         torch.set_num_threads(previous)  # the caller's setting is theirs
 
 
-def _classify(particles, job_dir, params: Class2DParams, dev: torch.device, resume: bool, memory_budget: int | None,
+def _classify(particles, job_dir, params: BuiltinClass2DParams, dev: torch.device, resume: bool, memory_budget: int | None,
               export: bool, t_start: float) -> Class2DResult:
     pset = particles if isinstance(particles, ParticleSet) else read_particles(particles)
     apix = pset.common_pixel_size() if len(pset) else 1.0

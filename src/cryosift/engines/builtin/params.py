@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 
 @dataclass
-class Class2DParams:
+class BuiltinClass2DParams:
     """Settings of maximum-likelihood 2D classification.
 
     Attributes
@@ -93,7 +93,7 @@ class Class2DParams:
     precision: str = "auto"
     write_every: int = 1
 
-    def updated(self, **options) -> "Class2DParams":
+    def updated(self, **options) -> "BuiltinClass2DParams":
         """A copy with ``options`` applied; unknown names raise TypeError."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(options) - names)

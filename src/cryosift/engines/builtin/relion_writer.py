@@ -17,26 +17,17 @@ import numpy as np
 import pandas as pd
 
 from cryosift.engines.builtin.state import ModelState, save_state
-from cryosift.io.models import NO_RESOLUTION
-from cryosift.io.mrc import write_stack
+from cryosift.io.class2d import class2d_stem, write_class2d_iteration
+from cryosift.io.models import NO_RESOLUTION, project_relative
 from cryosift.io.star import write_star
 
 
 def iteration_stem(job_dir: Path, iteration: int) -> Path:
-    return Path(job_dir) / f"run_it{iteration:03d}"
+    return class2d_stem(job_dir, iteration)
 
 
-def project_relative(path: Path) -> str:
-    """``path`` relative to the working directory (RELION's project folder) when inside it, else absolute."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
-
-
-def model_tables(state: ModelState, data, params, classes_name: str) -> dict:
-    """The blocks of run_itNNN_model.star."""
+def model_tables(state: ModelState, data, params) -> dict:
+    """The blocks of run_itNNN_model.star (``rlnReferenceImage`` is added by the writer)."""
     k = state.n_classes
     box, apix = data.box, data.pixel_size
     n_shells = box // 2 + 1
@@ -63,7 +54,6 @@ def model_tables(state: ModelState, data, params, classes_name: str) -> dict:
         if res[i] < NO_RESOLUTION:
             overall[i] = coverage[i, 1:int(round(box * apix / res[i])) + 1].mean()
     classes = pd.DataFrame({
-        "rlnReferenceImage": [f"{i + 1:06d}@{classes_name}" for i in range(k)],
         "rlnClassDistribution": prior,
         "rlnAccuracyRotations": state.acc_rotations.cpu().numpy(),
         "rlnAccuracyTranslationsAngst": state.acc_translations.cpu().numpy(),
@@ -147,11 +137,11 @@ def write_iteration(job_dir: str | Path, iteration: int, state: ModelState, data
     """
     job = Path(job_dir)
     stem = iteration_stem(job, iteration)
-    paths = {name: Path(f"{stem}_{name}{ext}") for name, ext in
-             (("classes", ".mrcs"), ("model", ".star"), ("data", ".star"), ("state", ".pt"), ("optimiser", ".star"))}
-    write_stack(paths["classes"], state.references.cpu().numpy(), data.pixel_size)
-    write_star(paths["model"], model_tables(state, data, params, project_relative(paths["classes"])))
-    write_star(paths["data"], data_tables(state, data))
+    blocks = model_tables(state, data, params)
+    general, classes = blocks.pop("model_general"), blocks.pop("model_classes")
+    paths = write_class2d_iteration(job, iteration, state.references.cpu().numpy(), data.pixel_size,
+                                    data_tables(state, data), general, classes, blocks)
+    paths.update(state=Path(f"{stem}_state.pt"), optimiser=Path(f"{stem}_optimiser.star"))
     save_state(paths["state"], state, settings)
     write_star(paths["optimiser"], optimiser_table(job, iteration, params, settings))
     return paths

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cryosift.engines.base import Class2DResult
-from cryosift.engines.cryosparc import params as P
+import cryosift.engines.cryosparc.params as P
 from cryosift.engines.cryosparc.adapter import ENGINE, JobRef
 from cryosift.engines.cryosparc.exports import (
     class2d_files,
@@ -121,7 +121,7 @@ def classification_job(classification: str | Path, project: str) -> str:
         from cryosift.pipeline.manifest import is_manifest, read_manifest
 
         if is_manifest(p):
-            p = Path(read_manifest(p)["job_dir"])
+            p = Path(read_manifest(p).job_dir)
     record = read_sidecar(p if p.is_dir() else p.parent)
     if record is None or "classification" not in record:
         raise InputError(p, "not a 2D classification exported by the cryoSPARC engine (no cryosparc.json)")

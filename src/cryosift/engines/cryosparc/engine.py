@@ -9,21 +9,30 @@ two parts of the output folder, e.g. ``ds1/round2`` for ``results/classify/ds1/r
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from cryosift.engines.base import Class2DResult, EngineBase
-from cryosift.engines.cryosparc import classify as C
-from cryosift.engines.cryosparc import reconstruct as R
-from cryosift.engines.cryosparc.adapter import CryosparcAdapter, JobRef, tools_version
+from cryosift.engines.base import (
+    BUILTIN_TUNING_2D,
+    AbinitResult,
+    Class2DResult,
+    EngineBase,
+    ExtractionResult,
+    ReconstructionResult,
+    Resume,
+    known_options,
+)
+import cryosift.engines.cryosparc.classify as C
+import cryosift.engines.cryosparc.reconstruct as R
+from cryosift.engines.cryosparc.adapter import ENGINE, CryosparcAdapter, JobRef, tools_version
 from cryosift.engines.cryosparc.credentials import load_connection_settings
 from cryosift.engines.cryosparc.exports import resolve_sources
 from cryosift.engines.cryosparc.graph import JobSpec, build_plan
 from cryosift.engines.cryosparc.params import COMMON_2D, IGNORED_2D
 from cryosift.engines.cryosparc.runner import JobRunner
 from cryosift.engines.cryosparc.settings import CryosparcSettings, load_settings
-from cryosift.errors import InputError
+from cryosift.errors import EngineError, InputError
+from cryosift.records import read_selection
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,25 @@ def _one_source(refs, particles):
     return refs[0]
 
 
+def extraction_result(job_dir, out: dict) -> ExtractionResult:
+    """The engine protocol's record of :func:`~cryosift.engines.cryosparc.reconstruct.extract`'s export."""
+    return ExtractionResult(ENGINE, Path(job_dir), out["star"], out["n"], extra={"cs": out["cs"], "job": out["job"]})
+
+
+def abinit_result(job_dir, out: dict) -> AbinitResult:
+    """The engine protocol's record of :func:`~cryosift.engines.cryosparc.reconstruct.abinit`'s export."""
+    if out.get("map") is None or out.get("star") is None:
+        raise EngineError(ENGINE, f"exporting ab initio job {out['job'].uid}", None, "the job exported no map or no particles")
+    return AbinitResult(ENGINE, Path(job_dir), out["map"], out["star"], None, seed=out["seed"],
+                        extra={"cs": out["cs"], "job": out["job"], "n_particles": out["n"]})
+
+
+def reconstruction_result(job_dir, out: dict) -> ReconstructionResult:
+    """The engine protocol's record of :func:`~cryosift.engines.cryosparc.reconstruct.reconstruct`'s export."""
+    halves = (out["half1"], out["half2"]) if out.get("half1") and out.get("half2") else None
+    return ReconstructionResult(ENGINE, Path(job_dir), out["full"], halves, extra={"job": out["job"]})
+
+
 class CryosparcEngine(EngineBase):
     """CryoSPARC behind the engine protocol, driven through cryosparc-tools.
 
@@ -54,13 +82,16 @@ class CryosparcEngine(EngineBase):
         A server session (default: log in on first use with the configured credentials).
     **overrides
         Settings that replace the configuration's (``project``, ``workspace``, ``run`` ...);
-        ``device`` and ``threads`` (for local engines) are ignored.
+        ``device``, ``threads``, ``mpi``, ``prefix`` and ``gpu`` (for the local engines) are ignored.
     """
 
     name = "cryosparc"
     capabilities = frozenset({"classify2d", "extract", "abinit", "reconstruct"})
+    #: The builtin engine's search settings and RELION's, which cryoSPARC chooses itself.
+    class2d_ignored = frozenset(BUILTIN_TUNING_2D) | frozenset(IGNORED_2D)
 
-    def __init__(self, config=None, adapter=None, device=None, threads=None, **overrides):
+    def __init__(self, config=None, adapter=None, device=None, threads=None, mpi=None, prefix=None, gpu=None,
+                 **overrides):
         self.settings: CryosparcSettings = load_settings(config, **overrides)
         self._adapter = adapter
 
@@ -94,7 +125,7 @@ class CryosparcEngine(EngineBase):
                           dataset=dataset)
 
     # ----------------------------------------------------------------- 2D
-    def classify2d(self, particles, job_dir, step: str | None = None, box: int | None = None,
+    def classify2d(self, particles, job_dir, resume: Resume | str = Resume.AFRESH, step: str | None = None,
                    extraction_box: int | None = None, **options) -> Class2DResult:
         """2D classification of ``particles`` on the server, exported to ``job_dir``.
 
@@ -104,20 +135,24 @@ class CryosparcEngine(EngineBase):
             Job outputs (``J12.particles``) or files/folders this engine exported; several are pooled.
         job_dir : str or Path
             Export folder: RELION Class2D layout, the cryoSPARC ``.cs``/``.mrc`` files, ``cryosparc.json``.
+        resume : Resume
+            Checked only: a rerun always finds its finished job by title (the server keeps the jobs).
         step : str, optional
             Step name (default: from ``job_dir``).
-        box, extraction_box : int, optional
+        extraction_box : int, optional
             Full extraction box in px, which chooses the job type (default: configured or read from the source).
         **options
-            Common engine options: ``classes``, ``particle_diameter`` (Å), ``highres_limit`` (Å),
-            ``center_classes``, ``seed``; RELION's ``iterations``, ``tau2_fudge``, ``psi_step``,
-            ``offset_range``, ``offset_step`` are accepted and ignored.
+            Common engine options: ``classes``, ``particle_diameter`` (Å; 0 = cryoSPARC's own),
+            ``highres_limit`` (Å), ``center_classes``, ``seed``; RELION's ``iterations``,
+            ``tau2_fudge``, ``psi_step``, ``offset_range``, ``offset_step`` and the builtin engine's
+            search settings (``box`` ...) are accepted and ignored.
         """
-        unknown = set(options) - set(COMMON_2D) - set(IGNORED_2D)
-        if unknown:
-            raise ValueError(f"unknown cryoSPARC option(s): {', '.join(sorted(unknown))}")
+        Resume(resume)
+        options = known_options("cryoSPARC", options, COMMON_2D, self.class2d_ignored)
+        if options.get("particle_diameter", 1) <= 0:
+            options.pop("particle_diameter")
         sources = resolve_sources(particles, self.settings.project)
-        return C.classify2d(self.runner, sources, job_dir, step_name(job_dir, step), options, box or extraction_box)
+        return C.classify2d(self.runner, sources, job_dir, step_name(job_dir, step), options, extraction_box)
 
     def adopt(self, job_uid: str, job_dir) -> Class2DResult:
         """Export an existing 2D job (e.g. the starter job as round 1) to ``job_dir``; makes no job."""
@@ -144,14 +179,7 @@ class CryosparcEngine(EngineBase):
         holds no particles and is recorded as empty, so pooling skips it. Returns subset
         name -> result of :meth:`select` (None for an empty subset).
         """
-        record = json.loads(Path(summary).read_text())
-        if record.get("step") == "round":
-            groups = {name: sorted({c for st in statuses for c in record["classes"].get(st, [])})
-                      for name, statuses in record["subsets"].items() if name != "rejected"}
-        elif record.get("step") == "final":
-            groups = {f"score_le_{c}": r["classes_kept"] for c, r in record["cutoffs"].items()}
-        else:
-            raise InputError(summary, "not a selection.json written by `cryosift select round` or `select final`")
+        groups = read_selection(summary).class_groups()
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         step = step_name(out_dir, step)
@@ -179,20 +207,24 @@ class CryosparcEngine(EngineBase):
     def _source(self, particles):
         return _one_source(resolve_sources(particles, self.settings.project), particles)
 
-    def extract(self, particles, job_dir, box: int | None = None, step: str | None = None, **_options) -> Path:
-        """Re-extract at the full box (``extract_micrographs_multi``); returns the exported ``particles.cs``."""
+    def extract(self, particles, job_dir, box: int | None = None, step: str | None = None,
+                **_options) -> ExtractionResult:
+        """Re-extract at the full box (``extract_micrographs_multi``); exports ``particles.cs`` and ``.star``."""
         key = f"{step_name(job_dir, step)}/extract"
-        return R.extract(self.runner, self._source(particles), job_dir, key, box)["cs"]
+        out = R.extract(self.runner, self._source(particles), job_dir, key, box)
+        return extraction_result(job_dir, out)
 
-    def abinit(self, particles, job_dir, seed: int | None = None, step: str | None = None, **options) -> dict:
-        """Ab initio (``homo_abinit``) with the paper's settings and the run's seed; exported map and particles."""
+    def abinit(self, particles, job_dir, seed: int | None = None, step: str | None = None,
+               **options) -> AbinitResult:
+        """Ab initio (``homo_abinit``) with the paper's settings and the run's seed; exported map and particles
+        (no half maps: the reconstruction job makes them)."""
         key = f"{step_name(job_dir, step)}/abinit"
-        return R.abinit(self.runner, self._source(particles), job_dir, key, seed, options)
+        return abinit_result(job_dir, R.abinit(self.runner, self._source(particles), job_dir, key, seed, options))
 
-    def reconstruct(self, particles, job_dir, step: str | None = None, **_options) -> dict:
-        """Reconstruction with half maps (``homo_reconstruct``); paths ``full``, ``half1``, ``half2``."""
+    def reconstruct(self, particles, job_dir, step: str | None = None, **_options) -> ReconstructionResult:
+        """Reconstruction with half maps (``homo_reconstruct``)."""
         key = f"{step_name(job_dir, step)}/reconstruct"
-        return R.reconstruct(self.runner, self._source(particles), job_dir, key)
+        return reconstruction_result(job_dir, R.reconstruct(self.runner, self._source(particles), job_dir, key))
 
     def reconstruct_selection(self, particles, job_dir, box: int | None = None, seed: int | None = None,
                               step: str | None = None, **options) -> dict:

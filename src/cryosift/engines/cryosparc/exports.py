@@ -25,6 +25,7 @@ from cryosift.engines.cryosparc.settings import CryosparcSettings
 from cryosift.errors import InputError
 from cryosift.io.atomic import atomic_path, write_text_atomic
 from cryosift.io.convert import particles_from_dataset
+from cryosift.io.jsonfile import read_json
 from cryosift.io.cs import write_cs
 from cryosift.io.models import ParticleSet
 from cryosift.io.mrc import write_stack
@@ -66,10 +67,7 @@ def read_sidecar(folder: str | Path) -> dict | None:
     path = Path(folder) / SIDECAR
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
+    record = read_json(path, "a cryoSPARC export record")
     if record.get("format") != FORMAT:
         raise InputError(path, "not a cryosift cryoSPARC export record")
     return record
@@ -122,7 +120,7 @@ def _resolve_one(item, project: str) -> list[OutputRef]:
         from cryosift.pipeline.manifest import is_manifest, read_manifest
 
         if is_manifest(p):
-            p = Path(read_manifest(p)["job_dir"])
+            p = Path(read_manifest(p).job_dir)
     folder, name = (p, None) if p.is_dir() else (p.parent, p.name)
     record = read_sidecar(folder)
     if record is None:

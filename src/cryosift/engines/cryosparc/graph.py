@@ -10,10 +10,10 @@ run time, and the loop may stop early).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 
-from cryosift.engines.cryosparc import params as P
+import cryosift.engines.cryosparc.params as P
+from cryosift.engines.cryosparc.refs import OutputRef
 from cryosift.engines.cryosparc.settings import CryosparcSettings
 from cryosift.errors import InputError
 from cryosift.selection.policy import rounds_for_box
@@ -32,39 +32,6 @@ SCORED_AVERAGES = "templates_scored"
 
 #: kind of a spec: a job queued as it is, an interactive Select 2D, an External job, or a job that exists.
 KINDS = ("job", "select_2D", "external", "existing")
-
-_REF = re.compile(r"^(?P<job>[A-Za-z][A-Za-z0-9_/-]*)[.:](?P<output>[A-Za-z][A-Za-z0-9_]*)$")
-_JOB_UID = re.compile(r"^J\d+$")
-
-
-@dataclass(frozen=True)
-class OutputRef:
-    """One output of one job.
-
-    Attributes
-    ----------
-    job : str
-        A job UID (``J12``) or, in a plan, the key of a planned job.
-    output : str
-        The output's name, e.g. ``particles``.
-    """
-
-    job: str
-    output: str
-
-    def __str__(self) -> str:
-        return f"{self.job}.{self.output}"
-
-    @classmethod
-    def parse(cls, text: str | OutputRef, uid: bool = False) -> OutputRef:
-        """Parse ``J12.particles`` or ``J12:particles`` (with ``uid``, the job must be a job UID)."""
-        if isinstance(text, OutputRef):
-            return text
-        m = _REF.match(str(text).strip())
-        if not m or (uid and not _JOB_UID.match(m["job"])):
-            raise InputError(None, f"{text!r} is neither an existing file nor a job output such as J12.particles")
-        return cls(m["job"], m["output"])
-
 
 @dataclass
 class JobSpec:

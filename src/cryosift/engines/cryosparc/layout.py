@@ -1,4 +1,5 @@
-"""Write a cryoSPARC 2D classification in RELION's Class2D layout.
+"""Write a cryoSPARC 2D classification in RELION's Class2D layout (through
+:func:`cryosift.io.class2d.write_class2d_iteration`, as every engine does).
 
 ``run_itNNN_classes.mrcs`` holds the class averages, ``run_itNNN_data.star`` the particles
 with their class (``rlnClassNumber``, 1-based from ``alignments2D/class``), in-plane angle
@@ -17,18 +18,8 @@ import numpy as np
 import pandas as pd
 
 from cryosift.errors import InputError
+from cryosift.io.class2d import write_class2d_iteration
 from cryosift.io.models import NO_RESOLUTION, ParticleSet
-from cryosift.io.mrc import write_stack
-from cryosift.io.star import write_particles_star, write_star
-
-
-def image_reference(path: Path) -> str:
-    """``path`` relative to the working folder (RELION's project folder) when inside it, else absolute."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
 
 
 def finite_resolution(values) -> np.ndarray:
@@ -63,9 +54,6 @@ def write_relion_class2d(job_dir: str | Path, iteration: int, images: np.ndarray
         Paths ``model``, ``data``, ``classes`` and ``counts`` (particles per class, int64 (k,)).
     """
     job = Path(job_dir)
-    stem = job / f"run_it{int(iteration):03d}"
-    files = {"classes": Path(f"{stem}_classes.mrcs"), "data": Path(f"{stem}_data.star"),
-             "model": Path(f"{stem}_model.star")}
     images = np.asarray(images, dtype=np.float32)
     k, box = images.shape[0], images.shape[-1]
     res = finite_resolution(resolution)
@@ -77,16 +65,12 @@ def write_relion_class2d(job_dir: str | Path, iteration: int, images: np.ndarray
     if len(cls) and (cls.min() < 1 or cls.max() > k):
         raise InputError(particles.source, f"particles in class {int(cls.max())}, but there are {k} class averages")
     counts = np.bincount(cls - 1, minlength=k).astype(np.int64) if len(cls) else np.zeros(k, np.int64)
-    write_stack(files["classes"], images, pixel_size)
-    write_particles_star(files["data"], particles)
-    ref = image_reference(files["classes"])
     general = {
         "rlnReferenceDimensionality": 2, "rlnDataDimensionality": 2, "rlnOriginalImageSize": int(box),
         "rlnCurrentImageSize": int(box), "rlnPixelSize": float(pixel_size), "rlnNrClasses": int(k),
         "rlnNrBodies": 1, "rlnNrGroups": 1,
     }
     table = pd.DataFrame({
-        "rlnReferenceImage": [f"{i + 1:06d}@{ref}" for i in range(k)],
         "rlnClassDistribution": counts / max(int(counts.sum()), 1),
         "rlnAccuracyRotations": np.full(k, NO_RESOLUTION),
         "rlnAccuracyTranslationsAngst": np.full(k, NO_RESOLUTION),
@@ -95,5 +79,5 @@ def write_relion_class2d(job_dir: str | Path, iteration: int, images: np.ndarray
         "rlnClassPriorOffsetX": np.zeros(k),
         "rlnClassPriorOffsetY": np.zeros(k),
     })
-    write_star(files["model"], {"model_general": general, "model_classes": table})
+    files = write_class2d_iteration(job, iteration, images, pixel_size, particles, general, table)
     return {**files, "counts": counts}

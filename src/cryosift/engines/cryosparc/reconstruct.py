@@ -13,6 +13,13 @@ import logging
 import secrets
 from pathlib import Path
 
+from cryosift.engines.base import (
+    ABINIT_MAP,
+    ABINIT_PARTICLES,
+    EXTRACTED_PARTICLES,
+    RECONSTRUCTION_HALVES,
+    RECONSTRUCTION_MAP,
+)
 from cryosift.engines.cryosparc.exports import export_maps, export_particles, write_sidecar
 from cryosift.engines.cryosparc.graph import (
     ABINIT_PARTICLES,
@@ -62,7 +69,7 @@ def run_seed(runner: JobRunner, given: int | None = None) -> int:
 
 
 def extract(runner: JobRunner, source: OutputRef, job_dir: str | Path, key: str, box: int | None = None) -> dict:
-    """Re-extract ``source`` at the full box; export ``particles.cs``/``.star``."""
+    """Re-extract ``source`` at the full box; export ``particles.cs``/``.star`` (the common layout)."""
     s, job_dir = runner.s, Path(job_dir)
     box = box or s.extraction_box
     if not box:
@@ -70,15 +77,17 @@ def extract(runner: JobRunner, source: OutputRef, job_dir: str | Path, key: str,
     spec = extract_spec(s, key, source, int(box))
     job = runner.run(spec)
     ref = OutputRef(job.uid, EXTRACTED)
-    out = export_particles(runner.adapter, s, ref, job_dir / "particles.cs")
-    write_sidecar(job_dir, s, {key: job}, {"particles.cs": ref, **({"particles.star": ref} if out["star"] else {})},
+    cs = (job_dir / EXTRACTED_PARTICLES).with_suffix(".cs")
+    out = export_particles(runner.adapter, s, ref, cs)
+    write_sidecar(job_dir, s, {key: job}, {cs.name: ref, **({out["star"].name: ref} if out["star"] else {})},
                   primary=ref)
     return {"job": job, "ref": ref, **out}
 
 
 def abinit(runner: JobRunner, source: OutputRef, job_dir: str | Path, key: str, seed: int | None = None,
            options: dict | None = None) -> dict:
-    """Ab initio reconstruction of ``source``; exports ``abinit.mrc`` and ``particles.cs``/``.star``."""
+    """Ab initio reconstruction of ``source``; exports ``abinit.mrc`` and ``abinit_particles.cs``/``.star``
+    (the engines' common layout)."""
     s, job_dir = runner.s, Path(job_dir)
     seed = run_seed(runner, seed)
     spec = abinit_spec(s, key, source, seed)
@@ -90,23 +99,26 @@ def abinit(runner: JobRunner, source: OutputRef, job_dir: str | Path, key: str, 
     spec.params.update(s.abinit_params)  # the configuration has the last word
     job = runner.run(spec)
     ref = OutputRef(job.uid, ABINIT_PARTICLES)
-    out = export_particles(runner.adapter, s, ref, job_dir / "particles.cs")
-    maps = export_maps(runner.adapter, s, OutputRef(job.uid, ABINIT_VOLUME), job_dir, {"map": "abinit.mrc"})
-    files = {"particles.cs": ref, "abinit.mrc": OutputRef(job.uid, ABINIT_VOLUME)}
+    cs = (job_dir / ABINIT_PARTICLES).with_suffix(".cs")
+    out = export_particles(runner.adapter, s, ref, cs)
+    maps = export_maps(runner.adapter, s, OutputRef(job.uid, ABINIT_VOLUME), job_dir, {"map": ABINIT_MAP})
+    files = {cs.name: ref, ABINIT_MAP: OutputRef(job.uid, ABINIT_VOLUME)}
     if out["star"]:
-        files["particles.star"] = ref
+        files[out["star"].name] = ref
     write_sidecar(job_dir, s, {key: job}, files, primary=ref, seed=seed)
     return {"job": job, "ref": ref, "seed": seed, "map": maps.get("map"), **out}
 
 
 def reconstruct(runner: JobRunner, source: OutputRef, job_dir: str | Path, key: str) -> dict:
-    """Reconstruction from known poses with half maps; exports ``reconstruction.mrc``, ``half1.mrc``, ``half2.mrc``."""
+    """Reconstruction from known poses with half maps; exports ``reconstruction.mrc``,
+    ``reconstruction_half1.mrc`` and ``reconstruction_half2.mrc`` (the engines' common layout)."""
     s, job_dir = runner.s, Path(job_dir)
     spec = reconstruct_spec(s, key, source)
     job = runner.run(spec)
     volume = OutputRef(job.uid, RECON_VOLUME)
     maps = export_maps(runner.adapter, s, volume, job_dir,
-                       {"map": "reconstruction.mrc", "map_half_A": "half1.mrc", "map_half_B": "half2.mrc"})
+                       {"map": RECONSTRUCTION_MAP, "map_half_A": RECONSTRUCTION_HALVES[0],
+                        "map_half_B": RECONSTRUCTION_HALVES[1]})
     out = {{"map": "full", "map_half_A": "half1", "map_half_B": "half2"}[k]: v for k, v in maps.items()}
     write_sidecar(job_dir, s, {key: job}, {p.name: volume for p in maps.values()},
                   primary=OutputRef(job.uid, RECON_PARTICLES))

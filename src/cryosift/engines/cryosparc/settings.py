@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryosift.engines.cryosparc.credentials import CONNECTION_KEYS
+from cryosift.engines.cryosparc.refs import OutputRef
 from cryosift.errors import InputError
 
 ENV_CONFIG = "CRYOSIFT_CRYOSPARC_CONFIG"
@@ -188,8 +189,6 @@ def load_settings(config: Mapping | str | Path | None = None, env: Mapping | Non
     micrographs = block.get("micrographs") or []
     if isinstance(micrographs, str):
         micrographs = [micrographs]
-    from cryosift.engines.cryosparc.graph import OutputRef
-
     for ref in micrographs:
         OutputRef.parse(ref, uid=True)  # raises on a malformed reference
     for name in ("classify_params", "extract_params", "abinit_params", "reconstruct_params"):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryosift.engines.base import ABINIT_HALVES, ABINIT_MAP, ABINIT_PARTICLES
 from cryosift.engines.cryosparc.adapter import ENGINE
 from cryosift.engines.cryosparc.credentials import ENV_PASSWORD
 from cryosift.engines.cryosparc.exports import resolve_sources
@@ -27,13 +28,14 @@ from cryosift.engines.cryosparc.graph import CLASS2D_PARTICLES, OutputRef
 from cryosift.engines.cryosparc.settings import load_settings
 from cryosift.errors import EngineError, InputError
 from cryosift.io.atomic import atomic_path, write_text_atomic
+from cryosift.records import write_dataset
 
 log = logging.getLogger(__name__)
 
 _JOB = re.compile(r"^J\d+$")
 
-#: Files of a cutoff's branch that validation reads, under the local engines' names.
-MAP, PARTICLES, HALVES = "abinit.mrc", "abinit_particles.star", ("abinit_half1.mrc", "abinit_half2.mrc")
+#: Files of a cutoff's branch that validation reads: the engines' common ab initio layout.
+MAP, PARTICLES, HALVES = ABINIT_MAP, ABINIT_PARTICLES, ABINIT_HALVES
 
 
 # --------------------------------------------------------------------------- settings
@@ -109,7 +111,7 @@ def ingest_server_source(engine, source: str, out_dir: str | Path, dataset: str,
              "model": model or None, "has_classes": has_classes, "particles": None,
              "cryosparc": {"project": s.project, "workspace": s.workspace, "particles": str(ref),
                            "extraction_box": s.extraction_box}}
-    write_text_atomic(out / "dataset.json", json.dumps(facts, indent=2) + "\n")
+    write_dataset(out / "dataset.json", facts)
     log.info("%s: %s %s, %d particles, box %d px, %.3f Å/px%s", dataset, s.project, ref, len(blob), box, apix,
              ", with its classification" if has_classes else "")
     return facts

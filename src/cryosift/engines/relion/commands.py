@@ -13,7 +13,7 @@ from cryosift.engines.relion.detect import RelionInstall
 
 
 @dataclass
-class Class2DParams:
+class RelionClass2DParams:
     """2D classification settings.
 
     Attributes
@@ -96,7 +96,7 @@ def parallel_prefix(relion: RelionInstall, mpi: int) -> tuple[list[str], str]:
     return prefix, relion.refine_mpi
 
 
-def class2d_command(relion: RelionInstall, particles: str | Path, out_dir: str | Path, p: Class2DParams,
+def class2d_command(relion: RelionInstall, particles: str | Path, out_dir: str | Path, p: RelionClass2DParams,
                     threads: int = 1, mpi: int = 1, preread: bool = True) -> list[str]:
     """relion_refine command for 2D classification (no --ref, no --denovo_3dref)."""
     prefix, program = parallel_prefix(relion, mpi)
