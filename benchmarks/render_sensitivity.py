@@ -15,7 +15,9 @@ averages are scored as they are and after each rendering, all with the job's own
 - ``box 0.72``: the central 0.72 of the box (a tighter box around the same particle).
 
 Prints the mean score of the classes the model scores <= ``--good`` as they are, and of the
-others, per rendering. Nothing here is graded: the class averages are the same particles'
+others, per rendering: as ``cryosift score`` scores them (the solvent step of masked averages
+levelled first, :mod:`cryosift.scoring.solvent`) and without that levelling, as releases
+before it scored them. Nothing here is graded: the class averages are the same particles'
 averages, so a model that read the particle would score them alike.
 """
 
@@ -64,21 +66,24 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = resolve_model(args.model)
+    unlevelled = dataclasses.replace(model, config=dataclasses.replace(
+        model.config, preprocessing=dataclasses.replace(model.config.preprocessing, level_solvent=False)))
     classes = read_class_averages(args.model_star)
 
-    def scores(images: np.ndarray) -> np.ndarray:
-        return score_classes(dataclasses.replace(classes, images=images), model)["score"].to_numpy()
+    def scores(images: np.ndarray, scorer=model) -> np.ndarray:
+        return score_classes(dataclasses.replace(classes, images=images), scorer)["score"].to_numpy()
 
     base = scores(classes.images)
     good = base <= args.good
     print(f"# {args.model_star}: {len(base)} classes, {int(good.sum())} scored <= {args.good} as they are "
           f"(model {args.model})")
-    print("| rendering | mean score, those classes | mean score, the others |")
-    print("|---|---|---|")
-    rows = {"as they are": base, "mask 0.84": scores(masked(classes.images, 0.84)),
-            "mask 0.90": scores(masked(classes.images, 0.90)), "box 0.72": scores(cut(classes.images, 0.72))}
-    for name, s in rows.items():
-        print(f"| {name} | {s[good].mean():.2f} | {s[~good].mean():.2f} |")
+    print("| rendering | mean score, those classes | the others | those classes, unlevelled | the others, unlevelled |")
+    print("|---|---|---|---|---|")
+    renderings = {"as they are": classes.images, "mask 0.84": masked(classes.images, 0.84),
+                  "mask 0.90": masked(classes.images, 0.90), "box 0.72": cut(classes.images, 0.72)}
+    for name, images in renderings.items():
+        s, u = scores(images), scores(images, unlevelled)
+        print(f"| {name} | {s[good].mean():.2f} | {s[~good].mean():.2f} | {u[good].mean():.2f} | {u[~good].mean():.2f} |")
     return 0
 
 

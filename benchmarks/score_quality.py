@@ -52,13 +52,17 @@ def main(argv=None):
     ap.add_argument("--cutoff", type=float, default=3.5)
     ap.add_argument("--iterations", default="all", help="all, final or numbers like 9,12")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--unlevelled", action="store_true",
+                    help="score without levelling the solvent step of masked averages (as releases before it)")
     ap.add_argument("--json", help="write the metrics here")
     ap.add_argument("--csv", help="write the per-class scores here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model = resolve_model(args.model)
-    examples = load_generated(args.data, args.iterations, model.config.preprocessing, model.config.features)
+    # as cryosift score runs the model: with the solvent levelling its preprocessing asks for
+    level = bool(model.config.preprocessing.level_solvent) and not args.unlevelled
+    examples = load_generated(args.data, args.iterations, model.config.preprocessing, model.config.features, level)
     table = score_examples(model, examples)
     textures = pd.concat([dataset_textures(f) for f in find_training_datasets(args.data)], ignore_index=True)
     table = table.merge(textures, on=["dataset", "iteration", "class"], how="left", validate="one_to_one")

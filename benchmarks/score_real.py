@@ -21,10 +21,12 @@ none of them is an error naming the file.
 
 Models (``--model``, repeatable; default: the shipped model): ``default`` (the working tree's
 ``src/cryosift/models/default.pt``), a checkpoint path, or ``git:REV`` (``default.pt`` as
-committed at git revision REV) or ``git:REV:PATH`` (any checkpoint committed at REV). The peer
-(``--peer``, default :data:`PEER`) is the shipped model future models are compared against,
-pinned by the commit that shipped it, so it stays the same when ``default.pt`` is replaced;
-``--peer none`` leaves it out.
+committed at git revision REV) or ``git:REV:PATH`` (any checkpoint committed at REV); a spec
+ending in ``+unlevelled`` scores without the solvent levelling of masked class averages
+(:mod:`cryosift.scoring.solvent`), as releases before it did. The peer (``--peer``, default
+:data:`PEER`) is the shipped model future models are compared against, pinned by the commit
+that shipped it, so it stays the same when ``default.pt`` is replaced, and scored unlevelled,
+as that release scored; ``--peer none`` leaves it out.
 
 Printed per set and scorer: classes, Spearman(score, grade), AUC of grade >= 4 against the rest
 (1 = every bad class scores worse than every other), classes graded <= 2.5 kept at the cutoff
@@ -37,6 +39,7 @@ library's rule that a class with no particles scores no better than 5.0 (distrib
 """
 
 import argparse
+import dataclasses
 import os
 import re
 import subprocess
@@ -109,6 +112,19 @@ def find_sets(folders, pixel_sizes: dict) -> list[RealSet]:
     if not sets:
         raise InputError(None, f"no real sets (NAME_classes.mrcs + NAME_grades.csv) in {', '.join(map(str, folders))}")
     return sorted(sets, key=lambda s: s.name)
+
+
+UNLEVELLED = "+unlevelled"
+
+
+def load_model(spec: str, workdir: Path):
+    """The scoring model of a spec (see the module description), on the CPU."""
+    base = spec.removesuffix(UNLEVELLED)
+    model = resolve_model(model_checkpoint(base, workdir), device="cpu")
+    if spec.endswith(UNLEVELLED):
+        model.config = dataclasses.replace(
+            model.config, preprocessing=dataclasses.replace(model.config.preprocessing, level_solvent=False))
+    return model
 
 
 def model_checkpoint(spec: str, workdir: Path) -> str:
@@ -202,13 +218,13 @@ def main(argv=None):
     t0 = time.perf_counter()
     sets = find_sets(args.folders or [DEFAULT_FOLDER], pixel_sizes)
     specs = list(dict.fromkeys(args.model or ["default"]))
-    peers = [] if args.peer == "none" else [args.peer]
+    peers = [] if args.peer == "none" else [args.peer if args.peer.endswith(UNLEVELLED) else args.peer + UNLEVELLED]
     rows, per_class = [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         models = {}
         for spec in specs + [p for p in peers if p not in specs]:
-            models[spec] = resolve_model(model_checkpoint(spec, work), device="cpu")
+            models[spec] = load_model(spec, work)
         for real in sets:
             grade = real.grades["grade"].to_numpy(np.float64)
             for spec, model in models.items():

@@ -78,3 +78,24 @@ def test_a_model_from_a_git_revision_scores_like_the_same_file(real_sets, tmp_pa
     assert Path(path).read_bytes() == committed
     with pytest.raises(InputError, match="cannot read"):
         bench.model_checkpoint("git:no-such-revision", tmp_path)
+
+
+def test_unlevelled_models_score_masked_sets_as_releases_before_the_levelling(tmp_path, capsys):
+    """A set masked as RELION stores class averages: the shipped model levels its solvent step, the
+    ``+unlevelled`` spec (and the peer, always) scores it as the stack is."""
+    from tests.test_scoring_solvent import particles, relion_masked
+
+    bench = load_bench()
+    write_stack(tmp_path / "job012_classes.mrcs", relion_masked(particles(k=8)), 3.0)
+    pd.DataFrame({"class": np.arange(1, 9), "distribution": np.full(8, 0.125), "grade": GRADES}).to_csv(
+        tmp_path / "job012_grades.csv", index=False)
+    assert bench.main([str(tmp_path), "--model", "default", "--model", "default+unlevelled", "--peer", "none",
+                       "--csv", str(tmp_path / "c.csv")]) == 0
+    got = rows(capsys.readouterr().out)
+    assert set(got) == {("job012", "default"), ("job012", "default+unlevelled")}
+    per_class = pd.read_csv(tmp_path / "c.csv")
+    on = per_class[per_class["model"] == "default"]["score"].to_numpy()
+    off = per_class[per_class["model"] == "default+unlevelled"]["score"].to_numpy()
+    assert np.abs(on - off).max() > 0.05  # every class was levelled, so some score moves
+    assert bench.load_model("default+unlevelled", tmp_path).config.preprocessing.level_solvent is False
+    assert bench.load_model("default", tmp_path).config.preprocessing.level_solvent is True

@@ -1,5 +1,7 @@
 """Score class averages: features, batched preprocessing and network, decode.
 
+Class averages masked as RELION and cryoSPARC store them have the step between the solvent
+and the flat outside removed first (:mod:`cryosift.scoring.solvent`), for our models only.
 A model with ``views=8`` scores the mean network output over the eight 90-degree rotations
 and mirrors of each class average (:class:`~cryosift.scoring.checkpoint.ModelConfig`).
 Inference runs under :func:`torch.inference_mode` in batches of ``batch_size`` classes, so
@@ -10,6 +12,7 @@ kernels so reruns give identical scores.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 
 import numpy as np
@@ -23,6 +26,7 @@ from cryosift.scoring.decode import class_score, decode
 from cryosift.scoring.empty import apply_empty_rule, empty_classes
 from cryosift.scoring.features import class_features, feature_matrix
 from cryosift.scoring.preprocess import dihedral_view, preprocess
+from cryosift.scoring.solvent import level_solvent
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +149,12 @@ def score_classes(classes: ClassAverages, model: ScoringModel, batch_size: int =
     """
     if len(classes) == 0:
         raise InputError(classes.source, "no class averages to score")
+    if model.config.preprocessing.level_solvent:
+        images, levelled = level_solvent(classes.images)
+        if levelled.any():
+            classes = dataclasses.replace(classes, images=images)
+            log.info("levelled the solvent step of %d of %d masked class averages before scoring "
+                     "(cryosift.scoring.solvent)", int(levelled.sum()), len(images))
     table = class_features(classes)
     features = feature_matrix(table, model.config.features)
     raw = predict(model, classes.images, classes.pixel_size, features, batch_size=batch_size, device=device)

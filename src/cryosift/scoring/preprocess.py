@@ -44,12 +44,19 @@ class Preprocessing:
         None rescales the whole box to ``input_size`` px.
     normalisation : {"minmax", "background"}
         Published mode uses min-max; Fourier mode uses background normalisation.
+    level_solvent : bool
+        When scoring, first remove the step between the solvent and the masked-out outside of
+        class averages masked as RELION and cryoSPARC mask them (:mod:`cryosift.scoring.solvent`).
+        Not applied to training examples: the builtin engine's averages have no such step.
+        Off for the published model, which was trained on real RELION averages. None (the
+        default) means on in Fourier mode, off in published mode.
     """
 
     mode: str = "fourier"
     input_size: int = 64
     pixel_size: float | None = None
     normalisation: str = "background"
+    level_solvent: bool | None = None
 
     def __post_init__(self):
         if self.mode not in ("published", "fourier"):
@@ -60,13 +67,20 @@ class Preprocessing:
             raise ValueError(f"input size {self.input_size} px is below the network's minimum of {MIN_INPUT_SIZE} px")
         if self.pixel_size is not None and not self.pixel_size > 0:
             raise ValueError(f"target pixel size must be positive, got {self.pixel_size}")
+        if self.level_solvent is None:
+            object.__setattr__(self, "level_solvent", self.mode == "fourier")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        # the mode's default is left out, so checkpoints written before the option stay byte-identical
+        if d["level_solvent"] == (self.mode == "fourier"):
+            del d["level_solvent"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
-        return cls(**{k: d[k] for k in ("mode", "input_size", "pixel_size", "normalisation") if k in d})
+        return cls(**{k: d[k] for k in ("mode", "input_size", "pixel_size", "normalisation", "level_solvent")
+                      if k in d})
 
 
 #: Preprocessing of the published CryoSift model.

@@ -22,6 +22,7 @@ from cryosift.scoring.decode import encode
 from cryosift.scoring.features import DEFAULT_FEATURES, FeatureSpec, feature_matrix
 from cryosift.scoring.preprocess import (DEFAULT_PREPROCESSING, Preprocessing, background_normalise, centre_crop,
                                         fourier_resize, preprocess)
+from cryosift.scoring.solvent import level_solvent
 from cryosift.scoring.training.generate import CLASSES_CSV, read_training_dataset
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Examples:
 
 def job_examples(images: np.ndarray, table: pd.DataFrame, pixel_size: float, grades, group: str,
                  preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
-                 features: FeatureSpec = DEFAULT_FEATURES) -> Examples:
+                 features: FeatureSpec = DEFAULT_FEATURES, level: bool = False) -> Examples:
     """Examples from the class averages of one job.
 
     Parameters
@@ -96,6 +97,10 @@ def job_examples(images: np.ndarray, table: pd.DataFrame, pixel_size: float, gra
         Grade (1..5) per class; NaN rows are dropped (after the job's features are computed).
     group : str
         Structure id of the job.
+    level : bool
+        Level the solvent step of masked averages first, as scoring does
+        (:mod:`cryosift.scoring.solvent`); for measuring a model as ``cryosift score`` runs it.
+        Training leaves it off, so the shipped recipe's inputs stay as they were.
 
     The particle's diameter (``diameter_A`` of the table, when it has one) is kept in
     network-input px for the rendering augmentation.
@@ -103,6 +108,8 @@ def job_examples(images: np.ndarray, table: pd.DataFrame, pixel_size: float, gra
     g = np.asarray(grades, dtype=np.float64)
     feats = feature_matrix(table, features)
     keep = np.isfinite(g)
+    if level:
+        images = level_solvent(images)[0]
     x = preprocess(torch.from_numpy(np.asarray(images, dtype=np.float32)[keep]), pixel_size, preprocessing)
     tab = table.loc[keep].reset_index(drop=True).copy()
     tab["grade"] = g[keep]
@@ -115,7 +122,7 @@ def job_examples(images: np.ndarray, table: pd.DataFrame, pixel_size: float, gra
 
 
 def load_generated(folders, iterations: str = "all", preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
-                   features: FeatureSpec = DEFAULT_FEATURES) -> Examples:
+                   features: FeatureSpec = DEFAULT_FEATURES, level: bool = False) -> Examples:
     """Examples from finished training datasets.
 
     Parameters
@@ -125,6 +132,8 @@ def load_generated(folders, iterations: str = "all", preprocessing: Preprocessin
     iterations : str
         ``all`` graded iterations, ``final`` (the last classification iteration only), or
         comma-separated iteration numbers (e.g. ``9,12``).
+    level : bool
+        See :func:`job_examples`.
     """
     found = find_training_datasets(folders)
     parts = []
@@ -138,7 +147,7 @@ def load_generated(folders, iterations: str = "all", preprocessing: Preprocessin
             sub = table.loc[rows].reset_index(drop=True)
             stack = np.stack(list(images[rows]))
             parts.append(job_examples(stack, sub, float(sub["pixel_size_A"].iloc[0]), sub["grade"],
-                                      str(sub["structure"].iloc[0]), preprocessing, features))
+                                      str(sub["structure"].iloc[0]), preprocessing, features, level))
     out = Examples.concat(parts)
     log.info("%d class averages from %d training datasets (%d structures)", len(out), len(found),
              len(set(out.groups)))
