@@ -31,15 +31,6 @@ def reslog_axes(ax, fits: dict, colours: dict | None = None) -> None:
 
 def plot_reslog(fits: dict, stem, title: str = "ResLog (Rosenthal & Henderson: B = 2 / slope)") -> list[Path]:
     """One ResLog panel: ``fits`` maps a label to a :class:`cryosift.validate.reslog.ResLogFit`."""
-    fig = _figure(4.6, 3.6)
-    ax = fig.add_subplot()
-    _reslog_axes(ax, fits)
-    ax.set_title(title, fontsize="medium")
-    return save_figure(fig, stem)
-
-
-def plot_reslog(fits: dict, stem, title: str = "ResLog (Rosenthal & Henderson: B = 2 / slope)") -> list[Path]:
-    """One ResLog panel: ``fits`` maps a label to a :class:`cryosift.validate.reslog.ResLogFit`."""
     fig = new_figure(4.6, 3.6)
     ax = fig.add_subplot()
     reslog_axes(ax, fits)
