@@ -47,7 +47,7 @@ class Preprocessing:
     level_solvent : bool
         When scoring, first remove the step between the solvent and the masked-out outside of
         class averages masked as RELION and cryoSPARC mask them (:mod:`cryosift.scoring.solvent`).
-        Not applied to training examples: the builtin engine's averages have no such step.
+        Not applied to training examples: the builtin engine's averages rarely have such a step.
         Off for the published model, which was trained on real RELION averages. None (the
         default) means on in Fourier mode, off in published mode.
     """

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cryosift.masks import centred_radius
+
 #: A ring whose SD is below this fraction of the image's range is flat: masked-out pixels are
 #: constant up to storage precision (exactly in float stacks; 8-bit JPEG previews leave about
 #: one level of 255), while the solvent of a class average is noisier than that.
@@ -34,12 +36,6 @@ SOLVENT_RING = (0.75, 0.90)
 MIN_STEP = 0.25
 
 
-def _radii(box: int) -> np.ndarray:
-    """Distance of each pixel from the box centre (box // 2, as the scoring preprocessing), px, (box, box)."""
-    r = np.arange(box, dtype=np.float64) - box // 2
-    return np.hypot(r[:, None], r[None, :])
-
-
 def mask_radius(image: np.ndarray) -> float | None:
     """Radius in px beyond which a class average is flat, or None when no flat outside fits the box.
 
@@ -52,7 +48,7 @@ def mask_radius(image: np.ndarray) -> float | None:
         One class average, shape (box, box).
     """
     box = image.shape[-1]
-    rings = np.floor(_radii(box)).astype(np.int64)
+    rings = np.floor(centred_radius(box, 2)).astype(np.int64)
     n_rings = box // 2
     inside = rings < n_rings
     idx, v = rings[inside], image.astype(np.float64)[inside]
@@ -87,7 +83,7 @@ def level_solvent(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     levelled = np.zeros(len(out), dtype=bool)
     if out.ndim != 3 or out.shape[0] == 0:
         return out, levelled
-    r = _radii(out.shape[-1])
+    r = centred_radius(out.shape[-1], 2)
     for i, image in enumerate(out):
         radius = mask_radius(image)
         if radius is None:
