@@ -15,6 +15,7 @@ import pickle
 import re
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
@@ -260,12 +261,34 @@ class _Patch(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _Patch())
 '''
 
-BOX, APIX, N = 48, 3.0, 240
+BOX, APIX, N = 64, 2.5, 240
+#: Real class averages for the fake's 2D jobs: the first eight of the demo's round 1 (README there).
+DEMO_ROUND1 = REPO / "tests" / "data" / "demo_round1"
 
 
 class WorkflowServer(FakeAdapter):
-    """The fake with maps worth validating: a smooth density on the particles' box, and half maps
-    that share it under independent noise (the base fake writes constant 12^3 maps)."""
+    """The fake with class averages worth scoring and maps worth validating.
+
+    Its 2D jobs serve real class averages of our engine (the demo's round 1, simulated at SNR 0.3,
+    at the demo's 54 px classification box: good views, junk, a mixed class) instead of the base
+    fake's discs, so the shipped model scores them as it scores a real run and the selection
+    thresholds can stay the method's. Its maps are a smooth density on the particles' box, and
+    half maps that share it under independent noise (the base fake writes constant 12^3 maps).
+    """
+
+    def _run_class_2D(self, job):
+        super()._run_class_2D(job)
+        with mrcfile.open(DEMO_ROUND1 / "class_averages.mrcs", permissive=True) as mrc:
+            images, apix = np.asarray(mrc.data, dtype=np.float32), float(mrc.voxel_size.x)
+        resolution = pd.read_csv(DEMO_ROUND1 / "classes.csv")["resolution_A"].to_numpy(np.float32)
+        averages = self.outputs[(job.uid, "class_averages")]
+        served = np.arange(len(averages)) % len(images)
+        self._write_mrc(averages["blob/path"][0], images[served], apix)
+        averages["blob/shape"] = np.tile(images.shape[1:], (len(averages), 1))
+        averages["blob/psize_A"] = apix
+        averages["blob/res_A"] = resolution[served]
+
+    _run_class_2D_new = _run_class_2D
 
     def _volume(self, job, slots, psize) -> Dataset:
         box = int(self._input(job, "particles")["blob/shape"][0][-1])
@@ -293,24 +316,15 @@ def new_server(root: Path) -> WorkflowServer:
 
 RUN_CONFIG = {
     "seed": 7, "device": "cpu", "engine": "cryosparc",
-    "classify": {"classes": 6, "final_classes": 6},
-    # accept_score and reject_score are set from round 1's scores (round1_thresholds); no class
-    # of the fake's disc-shaped averages scores <= 0.5, so that cutoff's branch is empty
-    "selection": {"cutoffs": [0.5, 1.5, 4.5]},
+    "classify": {"classes": 8, "final_classes": 8},
+    # the method's thresholds; no class average scores <= 0.5, so that cutoff's branch is empty
+    "selection": {"accept_score": 2.5, "reject_score": 4.5, "cutoffs": [0.5, 2.5, 4.5]},
     "validate": {"reslog": False},
     "cryosparc": {**CRYOSPARC, "extraction_box": BOX},
 }
 
 
 SHEET = [["sp", "cryosparc", "J2.particles", "", "", "", "", "2", ""]]
-
-
-def round1_thresholds(scores) -> dict:
-    """Accept and reject thresholds that give round 1 every kind of decision, whatever model scores it:
-    the best half of the classes attract (some leave accepted, some stay), the worst one is rejected."""
-    s = np.sort(np.asarray(scores, dtype=np.float64))
-    assert len(s) >= 4 and s[2] < s[3] and s[-2] < s[-1], f"round 1 scores too close to split: {s}"
-    return {"accept_score": float((s[2] + s[3]) / 2), "reject_score": float((s[-2] + s[-1]) / 2)}
 
 
 @pytest.fixture(scope="module")
@@ -324,19 +338,14 @@ def fake_run(tmp_path_factory):
     state.write_bytes(pickle.dumps(new_server(root / "P3")))
     env = {"PYTHONPATH": os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")]),
            "CRYOSIFT_TEST_FAKE_SERVER": str(state), "CRYOSPARC_PASSWORD": "pw-never-written"}
-    # the thresholds follow the shipped model's scores of round 1; the run then resumes from there
-    check(snakemake(project, "--cores", "2", "results/score/sp/round1/scores.csv", env=env))
-    scores = pd.read_csv(project / "results" / "score" / "sp" / "round1" / "scores.csv")["score"]
-    config = {**RUN_CONFIG, "selection": {**RUN_CONFIG["selection"], **round1_thresholds(scores)}}
-    write_project(project, SHEET, **config)
     out = check(snakemake(project, "--cores", "2", env=env))
     return {"project": project, "results": project / "results", "state": state, "env": env, "out": out,
-            "fake": pickle.loads(state.read_bytes()), "config": config}
+            "fake": pickle.loads(state.read_bytes()), "config": RUN_CONFIG}
 
 
-ROUNDS, CUTOFFS = 2, ("0.5", "1.5", "4.5")
+ROUNDS, CUTOFFS = 2, ("0.5", "2.5", "4.5")
 TYPES = {"classify2d": "class_2D_new", "scores": "snowflake", "extract": "extract_micrographs_multi",
-         "abinit": "homo_abinit", "reconstruct": "homo_reconstruct"}  # 48 px: the small-particle 2D job
+         "abinit": "homo_abinit", "reconstruct": "homo_reconstruct"}  # 64 px: the small-particle 2D job
 
 
 def made(fake) -> list:
@@ -397,7 +406,7 @@ def test_run_makes_the_job_graph_of_the_scores(fake_run):
                                                       "particles_selected")]}
     for j in fake.jobs.values():
         if j.type == "class_2D_new":
-            assert j.params["class2D_K"] == 6 and j.params["random_seed"] == 7
+            assert j.params["class2D_K"] == 8 and j.params["random_seed"] == 7
 
     # the final classification pools the last round's kept particles with every accepted subset
     pooled = [(uid_of(fake, f"sp/round{ROUNDS}/select_kept"), "particles_selected")]

@@ -26,7 +26,7 @@ from .test_workflow_run import check, snakemake
 pytestmark = [pytest.mark.relion, pytest.mark.skipif(shutil.which("relion_refine") is None,
                                                      reason="RELION is not installed (Debian/Ubuntu: apt-get install relion)")]
 
-SPEC = {"name": "rl", "box": 56, "pixel_size": 2.5, "mass_kda": 80.0, "n_particles": 400, "snr": 1.0,
+SPEC = {"name": "rl", "box": 56, "pixel_size": 2.5, "mass_kda": 80.0, "n_particles": 400, "snr": 0.5,
         "orientations": "views", "n_views": 4, "shift_sd_A": 3.0, "particles_per_micrograph": 50,
         "junk": {"empty_ice": 0.08, "ice_blob": 0.08, "aggregate": 0.04}, "seed": 11}
 CONFIG = {
