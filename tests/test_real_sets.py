@@ -11,11 +11,12 @@ measured when it was marked (MODEL_CARD.md, "Real class averages"): one that sta
 fails the run, so the mark comes off as soon as a model meets it.
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.test_score_real_benchmark import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT.parent / "shared" / "realdata"
@@ -35,13 +36,6 @@ NOT_MET = {
 }
 
 pytestmark = pytest.mark.skipif(not FOLDER.is_dir(), reason=f"no real sets at {FOLDER}")
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("score_real", ROOT / "benchmarks" / "score_real.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 @pytest.fixture(scope="module")
