@@ -93,7 +93,7 @@ def test_scores_of_an_eight_view_model_average_its_views(relion_job):
     net = build_network(seed=5).eval()
     config = ModelConfig(views=8)
     table = score_classes(classes, ScoringModel(net, config), batch_size=4)
-    x = preprocess(torch.from_numpy(np.ascontiguousarray(classes.images)), classes.pixel_size, config.preprocessing)
+    x = preprocess(torch.from_numpy(np.array(classes.images, dtype=np.float32)), classes.pixel_size, config.preprocessing)
     f = torch.from_numpy(feature_matrix(class_features(classes), config.features))
     with torch.inference_mode():
         views = [net(dihedral_view(x, v), f)[:, 0].double().numpy() for v in range(8)]
