@@ -270,7 +270,7 @@ class WorkflowServer(FakeAdapter):
     """The fake with class averages worth scoring and maps worth validating.
 
     Its 2D jobs serve real class averages of our engine (the demo's round 1, simulated at SNR 0.3,
-    at the demo's 54 px classification box: good views, junk, a mixed class) instead of the base
+    at the demo's 54 px classification box; the shipped model scores them 1.9-5.0) instead of the base
     fake's discs, so the shipped model scores them as it scores a real run and the selection
     thresholds can stay the method's. Its maps are a smooth density on the particles' box, and
     half maps that share it under independent noise (the base fake writes constant 12^3 maps).

@@ -14,12 +14,19 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from cryosift.errors import InputError
 from cryosift.pipeline.manifest import read_manifest
 
 CLASSES = 8
 
 if __name__ == "__main__":
-    manifest = read_manifest(Path(sys.argv[1]) / "classify" / "demo" / "round1" / "classification.json")
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/data/demo_round1/make.py RESULTS_DIR (e.g. results/demo)")
+    try:
+        manifest = read_manifest(Path(sys.argv[1]) / "classify" / "demo" / "round1" / "classification.json")
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     here = Path(__file__).resolve().parent
     with mrcfile.open(manifest["classes_mrcs"], permissive=True) as mrc:
         images, apix = np.asarray(mrc.data[:CLASSES], dtype=np.float32), float(mrc.voxel_size.x)
